@@ -63,7 +63,9 @@ class EventRecord:
     ----------
     id : catalog id, e.g. ``"S728503"`` (storm event) or ``"R18032505027884"`` (random event).
     time_utc : time of the event's reference frame (minute offset 0), timezone-naive UTC, as in SEVIR.
-    vil : (H, W, T) uint8 VIL pixels, row 0 = south (see :mod:`prediff.data.geo`), 255 = missing.
+    vil : (H, W, T) uint8 VIL pixels, row 0 = south (see :mod:`prediff.data.geo`), 255 = missing; or a
+        zero-argument callable returning them, called once when the event is written (lets a converter
+        stream a large tree through :func:`write_sevir_tree` without holding it in memory).
     minute_offsets : (T,) int minutes of each frame relative to ``time_utc``.
     llcrnrlat, llcrnrlon, urcrnrlat, urcrnrlon : outer corners of the patch in degrees.
     proj : PROJ string of the patch's projection.
@@ -95,8 +97,7 @@ def _file_name_for(event: EventRecord) -> str:
     return f"vil/{time.year}/SEVIR_VIL_{kind}_{time.year}_{half}.h5"
 
 
-def _catalog_row(event: EventRecord, file_name: str, file_index: int) -> dict:
-    vil = event.vil
+def _catalog_row(event: EventRecord, vil: np.ndarray, file_name: str, file_index: int) -> dict:
     valid = vil[vil != MISSING_PIXEL]
     return {
         "id": event.id,
@@ -124,7 +125,7 @@ def _catalog_row(event: EventRecord, file_name: str, file_index: int) -> dict:
 
 
 def write_sevir_tree(root: str | Path, events: Sequence[EventRecord], include_id_dataset: bool = True,
-                     compression_level: int = 4) -> Path:
+                     compression_level: int = 4, shape: tuple[int, int, int] | None = None) -> Path:
     """Write ``events`` as a SEVIR-format tree under ``root`` (CATALOG.csv + data/vil/YYYY/*.h5).
 
     Files are grouped as SEVIR groups them (year, half-year, storm vs random events). Every file, the
@@ -137,6 +138,8 @@ def write_sevir_tree(root: str | Path, events: Sequence[EventRecord], include_id
     events : events to write; all must share one (H, W, T) shape.
     include_id_dataset : write the ``id`` dataset (SEVIR has it; SEVIR-LR files may not).
     compression_level : gzip level of the ``vil`` dataset (chunked per event).
+    shape : (H, W, T) of every event; required when events carry a callable ``vil`` (their arrays are then
+        checked against it as they are written), else taken from the arrays.
 
     Returns
     -------
@@ -145,10 +148,12 @@ def write_sevir_tree(root: str | Path, events: Sequence[EventRecord], include_id
     import h5py
 
     root = Path(root)
-    shapes = {tuple(event.vil.shape) for event in events}
-    if len(shapes) != 1:
-        raise ValueError(f"all events must share one (H, W, T) shape, got {sorted(shapes)}")
-    (height, width, steps), = shapes
+    if shape is None:
+        shapes = {tuple(event.vil.shape) for event in events}
+        if len(shapes) != 1:
+            raise ValueError(f"all events must share one (H, W, T) shape, got {sorted(shapes)}")
+        (shape,) = shapes
+    height, width, steps = shape
     by_file: dict[str, list[EventRecord]] = defaultdict(list)
     for event in events:
         by_file[_file_name_for(event)].append(event)
@@ -163,8 +168,11 @@ def write_sevir_tree(root: str | Path, events: Sequence[EventRecord], include_id
                                             chunks=(1, height, width, steps), compression="gzip",
                                             compression_opts=compression_level, track_times=False)
                 for index, event in enumerate(group):
-                    vil[index] = np.asarray(event.vil, dtype=np.uint8)
-                    rows.append(_catalog_row(event, file_name, index))
+                    movie = np.asarray(event.vil() if callable(event.vil) else event.vil, dtype=np.uint8)
+                    if movie.shape != tuple(shape):
+                        raise ValueError(f"event {event.id} has shape {movie.shape}, expected {tuple(shape)}")
+                    vil[index] = movie
+                    rows.append(_catalog_row(event, movie, file_name, index))
                 if include_id_dataset:
                     handle.create_dataset("id", data=np.array([e.id.encode() for e in group]), track_times=False)
     catalog = pd.DataFrame(rows, columns=list(CATALOG_COLUMNS))
