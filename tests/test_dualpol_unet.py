@@ -1,0 +1,86 @@
+"""Multi-branch residual U-Net, its training loop and checkpoints (prediff.dualpol.unet, prediff.dualpol.train)."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from prediff.dualpol.synthetic import write_corpus
+from prediff.dualpol.train import (NowcastConfig, build_network, config_from_dict, load_config, load_nowcaster,
+                                   load_split, persistence, predict, save_nowcaster, score_nowcasts, train_network)
+from prediff.errors import CheckpointError, ConfigError
+
+TINY = {"data": {"input_heights": ["1.0km", "7.0km"], "target": "dBZ@1.0km", "n_input": 3, "n_target": 2,
+                 "stride": 2, "test_processes": [0]},
+        "model": {"variables": ["dBZ", "ZDR", "KDP"], "width": 2, "levels": 2, "se_reduction": 2},
+        "train": {"seed": 0, "steps": 2, "batch_size": 2, "learning_rate": 0.01, "crop": 8}}
+
+
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dualpol")
+    write_corpus(root, processes=[0, 11], n_frames=7, grid_size=16, seed=2)
+    return root
+
+
+def test_config_checks_keys_and_values(repo_root):
+    config = config_from_dict(TINY)
+    assert config.branch_keys == ["dBZ@1.0km", "dBZ@7.0km", "ZDR@1.0km", "ZDR@7.0km", "KDP@1.0km", "KDP@7.0km"]
+    assert config.channels_per_branch == 6 and config.last_frame_channel == 2
+    assert load_config(repo_root / "configs" / "dualpol.yaml").model.variables == ("dBZ", "ZDR", "KDP")
+    assert load_config(repo_root / "configs" / "dualpol_zh_only.yaml").model.variables == ("dBZ",)
+    for bad in ({"model": {"widht": 4}}, {"model": {"variables": ["ZDR"]}}, {"data": {"target": "dBZ@3.0km",
+                                                                                  "input_heights": ["1.0km"]}},
+                {"train": {"crop": 6}}, {"train": {"steps": "many"}}, {"optim": {}}):
+        with pytest.raises(ConfigError):
+            config_from_dict(bad)
+
+
+def test_forward_shapes_and_persistence_start(tiny_corpus):
+    config = config_from_dict(TINY)
+    inputs, targets, windows = load_split(tiny_corpus, config, "train")
+    assert inputs.shape == (2, 18, 16, 16) and targets.shape == (2, 2, 16, 16) and windows == [(11, 0), (11, 2)]
+    assert 0.0 <= inputs.min() and inputs.max() <= 1.0
+    network = build_network(config)
+    for parameter in network.head.get_parameters():
+        parameter.set_data(parameter * 0)
+    # with a zero head the residual output is the last context frame at the target height: persistence
+    assert predict(network, inputs) == pytest.approx(persistence(inputs, config), abs=1e-4)
+    zh_only = build_network(dataclasses.replace(config, model=dataclasses.replace(config.model, variables=("dBZ",))))
+    from prediff.runtime import mindspore_module
+
+    ms = mindspore_module()
+    assert zh_only(ms.Tensor(inputs[:, :6])).shape == (2, 2, 16, 16)
+
+
+def test_one_training_step_is_deterministic_and_checkpoints_round_trip(tiny_corpus, tmp_path):
+    config = config_from_dict(TINY)
+    inputs, targets, _ = load_split(tiny_corpus, config, "train")
+    first, history = train_network(config, inputs, targets, log=lambda _: None)
+    second, _ = train_network(config, inputs, targets, log=lambda _: None)
+    assert history[-1][0] == 2 and np.isfinite(history[-1][1])
+    weights = {n: p.asnumpy() for n, p in first.parameters_and_names()}
+    assert all(np.array_equal(weights[n], p.asnumpy()) for n, p in second.parameters_and_names())
+    fresh = {n: p.asnumpy() for n, p in build_network(config).parameters_and_names()}
+    assert any(not np.array_equal(weights[n], fresh[n]) for n in weights)
+    path = save_nowcaster(first, config, tmp_path / "tiny.ckpt")
+    loaded, loaded_config = load_nowcaster(path)
+    assert loaded_config == config
+    assert predict(loaded, inputs) == pytest.approx(predict(first, inputs))
+    other = dataclasses.replace(config, model=dataclasses.replace(config.model, width=3))
+    with pytest.raises(CheckpointError, match="does not match"):
+        load_nowcaster(path, other)
+    (tmp_path / "tiny.yaml").unlink()
+    with pytest.raises(CheckpointError, match="yaml"):
+        load_nowcaster(path)
+
+
+def test_score_nowcasts_ranks_a_perfect_forecast_first():
+    rng = np.random.default_rng(0)
+    observation = rng.uniform(0, 60, size=(2, 3, 8, 8))
+    scores = score_nowcasts({"perfect": observation, "noisy": observation + rng.normal(0, 5, observation.shape)},
+                            observation, window_sizes=(1, 2))
+    assert scores["perfect"]["continuous"]["all"]["MSE"] == 0.0
+    assert scores["noisy"]["continuous"]["all"]["MSE"] > 10
+    assert np.all(scores["perfect"]["categorical"]["all_lead_times"]["CSI"] == 1.0)
+    assert isinstance(NowcastConfig().data.test_processes, tuple)
