@@ -9,7 +9,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
+# Before pytest imports any test module: Streamlit tests load protobuf, MindSpore tests need its pure-Python
+# implementation in the same process (see prediff/runtime.py).
+os.environ.setdefault("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION", "python")
+
+import pytest  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(os.environ.get("PREDIFF_SHARED_DIR", REPO_ROOT.parent / "shared"))
