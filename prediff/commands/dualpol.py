@@ -1,7 +1,8 @@
 """``prediff dualpol ...``: dual-polarisation radar corpus, rain-rate estimation, nowcasting and attribution.
 
 Sub-commands: ``demo`` (write a synthetic NJU-CPOL corpus), ``train`` (train the multi-branch U-Net),
-``nowcast`` (run a checkpoint on one window), ``qpe`` (fit and compare the rain-rate estimators),
+``nowcast`` (run a checkpoint on one window), ``qpe`` (fit and compare the rain-rate estimators; ``--method
+diffusion`` adds the conditional diffusion ensemble),
 ``evaluate`` (nowcasts vs persistence: MSE, CSI at 35 dBZ) and ``shapley`` (channel Shapley values).
 """
 
@@ -50,6 +51,15 @@ def register(subparsers) -> None:
     qpe.add_argument("--height", default="1.0km", help="height of ZH and ZDR (default 1.0km)")
     qpe.add_argument("--test-processes", type=int, nargs="+", default=list(range(11)), metavar="P")
     qpe.add_argument("--json", metavar="FILE", help="also write the scores as JSON")
+    qpe.add_argument("--method", choices=("classic", "diffusion"), default="classic",
+                     help="classic: the three power laws; diffusion: also the conditional diffusion ensemble "
+                          "(mean and learned merge) at 1 km, side by side with them")
+    qpe.add_argument("--model", default="assets/dualpol_diffusion_qpe", metavar="DIR",
+                     help="diffusion QPE model folder (denoiser.ckpt, merge.ckpt, config.yaml)")
+    qpe.add_argument("--train", metavar="YAML", help="with --method diffusion: first train a model from this config "
+                                                     "(e.g. configs/dualpol_diffusion_qpe.yaml) into --model")
+    qpe.add_argument("--frame-step", type=int, default=1, help="diffusion: score every n-th test frame (default 1)")
+    qpe.add_argument("--members", type=int, help="diffusion: ensemble size (default: the model config's)")
     qpe.set_defaults(handler=run_qpe)
 
     evaluate = commands.add_parser("evaluate", help="score nowcast checkpoints and persistence on the test split")
@@ -150,6 +160,8 @@ def run_nowcast(args: argparse.Namespace) -> int:
 
 
 def run_qpe(args: argparse.Namespace) -> int:
+    if args.method == "diffusion":
+        return run_diffusion_qpe(args)
     from prediff.dualpol.qpe import qpe_experiment
     from prediff.dualpol.scores import RAIN_CLASSES, event_label
 
@@ -167,6 +179,41 @@ def run_qpe(args: argparse.Namespace) -> int:
               + " ".join(f"{c:16.3f}" for c in csi))
         table[law.name] = {"law": law.describe(), "coefficients": list(law.coefficients), "intercept": law.intercept,
                            **{k: allc[k] for k in ("MSE", "MRE", "RBIAS")}, "CSI": dict(zip(labels, csi))}
+    _write_json(args.json, table)
+    return 0
+
+
+def run_diffusion_qpe(args: argparse.Namespace) -> int:
+    import time
+
+    from prediff.dualpol.diffusion_qpe import diffusion_qpe_experiment, load_qpe_config, train_qpe_model
+    from prediff.dualpol.scores import RAIN_CLASSES, event_label
+    from prediff.errors import ConfigError
+
+    if args.height != "1.0km":
+        raise ConfigError("the diffusion QPE estimates rain at 1 km from ZH and ZDR at all three heights; "
+                          "drop --height")
+    if args.train:
+        config = load_qpe_config(args.train)
+        if sorted(config.data.test_processes) != sorted(args.test_processes):
+            raise ConfigError(f"{args.train} holds out processes {list(config.data.test_processes)} but "
+                              f"--test-processes is {args.test_processes}; make them agree")
+        started = time.process_time()
+        train_qpe_model(args.data, config, args.model)
+        print(f"wrote {args.model} ({time.process_time() - started:.0f} s of CPU time in this process)")
+    result = diffusion_qpe_experiment(args.data, args.model, args.test_processes, frame_step=args.frame_step,
+                                      members=args.members)
+    print(f"scored on processes {result['test_processes']} ({len(result['observation'])} frames), "
+          f"{result['ensemble'].shape[1]} members, {result['config'].sampling.num_steps} DDIM steps")
+    labels = [event_label(e, "mm/h") for e in RAIN_CLASSES]
+    print(f"{'estimator':<17} {'MSE':>8} {'MRE':>6} {'RBIAS':>7} " + " ".join(f"{'CSI ' + l:>16}" for l in labels))
+    table = {}
+    for name, scores in result["scores"].items():
+        allc = scores["continuous"]["all"]
+        csi = scores["categorical"]["all_lead_times"]["CSI"][0]
+        print(f"{name:<17} {allc['MSE']:8.2f} {allc['MRE']:6.3f} {allc['RBIAS']:7.3f} "
+              + " ".join(f"{c:16.3f}" for c in csi))
+        table[name] = {**{k: allc[k] for k in ("MSE", "MRE", "RBIAS")}, "CSI": dict(zip(labels, csi))}
     _write_json(args.json, table)
     return 0
 

@@ -8,7 +8,11 @@ One module per concern (physics, formulas and the measured table in ``docs/dualp
 * :mod:`~prediff.dualpol.scores` — MSE, MRE, RBIAS, CSI (thresholds and rain classes), fuzzy POD / F / HK;
 * :mod:`~prediff.dualpol.shapley` — exact Shapley values of input channels;
 * :mod:`~prediff.dualpol.unet` — the multi-branch residual U-Net (MindSpore);
-* :mod:`~prediff.dualpol.train` — its deterministic training loop and evaluation against persistence.
+* :mod:`~prediff.dualpol.train` — its deterministic training loop and evaluation against persistence;
+* :mod:`~prediff.dualpol.diffusion_qpe` — conditional diffusion rain-rate ensemble from ZH and ZDR (DDIM);
+* :mod:`~prediff.dualpol.diffusion_net` — its conditional denoiser (MindSpore);
+* :mod:`~prediff.dualpol.merge` — learned per-pixel merge of the ensemble (MindSpore).
 
-Nothing outside ``unet`` / ``train`` imports MindSpore.
+MindSpore is imported at module level only by ``unet``, ``diffusion_net`` and ``merge``; ``train`` and
+``diffusion_qpe`` import it inside the functions that need it.
 """
