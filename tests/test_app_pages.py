@@ -136,7 +136,7 @@ def test_events_page_missing_folder_entry_and_missing_hdf5(sevir_tree, tmp_path)
 def test_forecast_page_demo_model_not_trained(sevir_tree):
     app = _app("pages/forecast.py", **_sevir(sevir_tree))
     assert "demo model is not trained yet" in _texts(app) or "Model files found" in _texts(app)
-    assert "not connected yet" in _texts(app)
+    assert "Set up a model in the sidebar" in _texts(app)
     assert len(app.get("plotly_chart")) == 1
     assert not app.error
 

@@ -153,7 +153,7 @@ def _visit(browser, url: str, screenshot: Path, wait_for_plots: int = 0) -> str:
 
 @pytest.mark.parametrize("name", list(PAGES))
 def test_page_renders_without_exception(app_url, browser, screenshot_dir, name):
-    plots = {"events": 2, "forecast": 1, "verification": 1, "denoising": 1}.get(name, 0)
+    plots = {"events": 2, "forecast": 1, "verification": 1, "denoising": 1, "dual_pol": 3}.get(name, 0)
     text = _visit(browser, f"{app_url}/{PAGES[name]}", screenshot_dir / f"{name}.png", wait_for_plots=plots)
     expected = {"events": "S900000", "forecast": "Ensemble forecast", "denoising": "noise schedule",
                 "scenarios": "knowledge control", "verification": "persistence", "dual_pol": "Dual-polarisation",
@@ -164,3 +164,53 @@ def test_page_renders_without_exception(app_url, browser, screenshot_dir, name):
 def test_unknown_event_in_link_shows_readable_error(app_url, browser, screenshot_dir):
     text = _visit(browser, f"{app_url}/?event=S123", screenshot_dir / "events_unknown_id.png", wait_for_plots=2)
     assert "unknown event id 'S123'" in text
+
+
+def _fill(page, label: str, value: str) -> None:
+    field = page.get_by_label(label, exact=True)
+    field.fill(value)
+    field.press("Enter")
+    _settle(page)
+
+
+def test_forecast_and_denoising_run_with_a_tiny_model(app_url, browser, screenshot_dir, tmp_path):
+    """Point the sidebar at a tiny random model, run a 2-member forecast and a 3-step denoising run in the
+    worker, and check that results (not exceptions) come back."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from tiny_model import write_tiny_model
+
+    model = write_tiny_model(tmp_path / "tiny")
+    page = browser.new_page(viewport={"width": 1500, "height": 2600})
+    try:
+        page.goto(app_url, wait_until="domcontentloaded")
+        _settle(page)
+        page.get_by_text("Checkpoint files", exact=True).click()
+        _settle(page)
+        for label, name in (("Config (YAML)", "config.yaml"), ("VAE checkpoint", "vae.ckpt"),
+                            ("Diffusion checkpoint", "diffusion.ckpt"), ("Alignment checkpoint", "align.ckpt")):
+            _fill(page, label, str(model / name))
+        page.get_by_role("link", name="Forecast").click()
+        _settle(page)
+        _fill(page, "Ensemble members", "2")
+        _fill(page, "Steps", "2")
+        page.get_by_role("button", name="Run the forecast").click()
+        page.wait_for_selector("text=sampling took", timeout=240000)
+        _settle(page)
+        page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 2", timeout=30000)
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(screenshot_dir / "forecast_result.png"), full_page=True)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        assert "Traceback" not in page.inner_text("body")
+
+        page.get_by_role("link", name="Denoising steps").click()
+        _settle(page)
+        _fill(page, "Steps", "3")
+        page.get_by_role("button", name="Run the sampler").click()
+        page.wait_for_selector("text=Training timestep t", timeout=240000)
+        _settle(page)
+        page.wait_for_timeout(800)
+        page.screenshot(path=str(screenshot_dir / "denoising_result.png"), full_page=True)
+        assert page.locator('[data-testid="stException"]').count() == 0
+        assert "Traceback" not in page.inner_text("body")
+    finally:
+        page.close()
