@@ -178,7 +178,7 @@ def test_denoising_page_bad_config_is_readable(sevir_tree, tmp_path):
 
 
 @pytest.mark.parametrize("page, text", [("pages/scenarios.py", "knowledge control"),
-                                        ("pages/dual_pol.py", "No dual-pol reader"),
+                                        ("pages/dual_pol.py", "NJU-CPOL layout"),
                                         ("pages/about.py", "Veillette")])
 def test_static_pages(page, text):
     app = _app(page)
