@@ -405,14 +405,20 @@ def test_sigint_finishes_the_step_saves_and_exits_130(corpus, tmp_path):
     import time
 
     config_path = tmp_path / "tiny.yaml"
-    config_path.write_text(yaml.safe_dump(tiny_config(vae=dict(val_every=0, log_every=1, checkpoint_every=1000))))
+    config_path.write_text(yaml.safe_dump(tiny_config(vae=dict(steps=1000, val_every=0, log_every=1, checkpoint_every=1000))))
     run = tmp_path / "run"
     process = subprocess.Popen([sys.executable, "-m", "prediff.cli", "train", "vae", "--config", str(config_path),
                                 "--data", str(corpus), "--out", str(run), "--no-progress"], cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
+        # Interrupt in steady state (3 logged steps): while MindSpore compiles its optimiser graph in the first
+        # step, its own SIGINT handler is active (docs/training.md).
+        def logged_steps() -> int:
+            csv_path = run / "vae_train.csv"
+            return len(csv_path.read_text().splitlines()) - 1 if csv_path.is_file() else 0
+
         deadline = time.monotonic() + 300
-        while not (run / "vae_train.csv").is_file() and time.monotonic() < deadline and process.poll() is None:
+        while logged_steps() < 3 and time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.2)
         process.send_signal(signal.SIGINT)
         out, err = process.communicate(timeout=300)
@@ -423,5 +429,5 @@ def test_sigint_finishes_the_step_saves_and_exits_130(corpus, tmp_path):
     assert process.returncode == 130, err[-2000:]
     with np.load(run / "vae_state.npz") as state:
         step = json.loads(str(state["meta"]))["step"]
-    assert 1 <= step < 20
+    assert 3 <= step < 1000
     assert f"saved at step {step}" in err and f"interrupted at step {step}" in out
