@@ -120,7 +120,81 @@ def check_latent_shapes(cache: LatentCache, config: dict) -> None:
                           "the data, the VAE's depth and the latent shapes of the config must agree")
 
 
-class LatentDiffusionObjective:
+class LatentObjective:
+    """What the latent-diffusion and alignment objectives share: a network trained on noised target latents.
+
+    Both draw (t, eps, posterior noise) per window of a latent cache, noise a fresh posterior sample of the target
+    latents with the diffusion schedule, and train with AdamW (+ optional EMA). Subclasses set ``name``, ``kind``,
+    ``file_name``, build ``network`` and define ``_loss``, ``_inputs`` and ``validate``.
+
+    Parameters
+    ----------
+    config : loaded config (``model.diffusion`` builds the schedule).
+    settings : the trainer's settings.
+    train_cache, val_cache : latent caches of the train and val splits (:func:`prepare_latent_cache`);
+        ``val_cache`` may be None (no validation).
+    workers : process group.
+    network : the network to train (built by the subclass after the cache shapes were checked).
+    """
+
+    def __init__(self, config: dict, settings: TrainerSettings, train_cache: LatentCache,
+                 val_cache: LatentCache | None, workers: Workers, network):
+        self.settings = settings
+        self.workers = workers
+        self.schedule = NoiseSchedule.from_config(config["model"]["diffusion"])
+        self.network = network
+        self.network.set_train(True)
+        self.train_cache = train_cache
+        self.n_items = len(train_cache)
+        self.val_cache = val_cache
+        self.val_rows = (np.array(fixed_subset(list(range(len(val_cache))), settings.val_windows, settings.seed),
+                                  dtype=np.int64) if val_cache is not None else np.zeros(0, np.int64))
+        self.update = AdamWUpdate(self._loss, self.network.trainable_params(), settings.weight_decay,
+                                  settings.betas, settings.grad_clip, workers)
+        self.ema = ExponentialMovingAverage(self.network, settings.ema_decay) if settings.ema_decay else None
+
+    def _draw(self, cache: LatentCache, rows: np.ndarray, rng: np.random.Generator):
+        """Draw (t, eps, posterior noise) for ``rows`` of ``cache``, as numpy arrays.
+
+        The draws are made for all of ``rows`` (the global batch) so that every worker consumes the same
+        random numbers; the caller keeps its shard.
+        """
+        target_shape = (len(rows),) + tuple(cache.target_logvar.shape[1:])
+        t = rng.integers(0, self.schedule.num_timesteps, size=len(rows))
+        noise = rng.standard_normal(target_shape).astype(np.float32)
+        posterior_noise = rng.standard_normal(target_shape).astype(np.float32)
+        return t, noise, posterior_noise
+
+    def train_step(self, items: np.ndarray, rng: np.random.Generator, step: int, lr: float) -> dict[str, float]:
+        """One optimisation step of ``_loss`` on global batch ``items`` (window rows of the train cache)."""
+        t, noise, posterior_noise = self._draw(self.train_cache, items, rng)
+        rank, world = self.workers.rank, self.workers.world
+        inputs = self._inputs(self.train_cache, shard(items, rank, world), shard(t, rank, world),
+                              shard(noise, rank, world), shard(posterior_noise, rank, world))
+        loss, grad_norm = self.update.step(inputs, lr)
+        if self.ema is not None:
+            self.ema.update()
+        return {"loss": loss, "grad_norm": grad_norm}
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Optimiser moments and step (``opt/``) and EMA weights (``ema/``)."""
+        arrays = self.update.state("opt/")
+        if self.ema is not None:
+            arrays.update(self.ema.state("ema/"))
+        return arrays
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restore :meth:`state` (raises :class:`prediff.errors.CheckpointError` if it does not fit)."""
+        self.update.load_state(arrays, "opt/")
+        if self.ema is not None:
+            self.ema.load_state(arrays, "ema/")
+
+    def published_weights(self) -> dict[str, np.ndarray]:
+        """The EMA weights by parameter name when ``ema_decay`` is set, else {} (publish the current weights)."""
+        return self.ema.shadow if self.ema is not None else {}
+
+
+class LatentDiffusionObjective(LatentObjective):
     """The latent-diffusion trainer's objective for :func:`prediff.train.loop.run_training`.
 
     Parameters
@@ -141,51 +215,17 @@ class LatentDiffusionObjective:
         from prediff.models.earthformer_unet import CuboidTransformerUNet
 
         check_latent_shapes(train_cache, config)
-        self.settings = settings
-        self.workers = workers
-        self.schedule = NoiseSchedule.from_config(config["model"]["diffusion"])
-        self.network = CuboidTransformerUNet(**config["model"]["latent_model"])
-        self.network.set_train(True)
-        self.train_cache = train_cache
-        self.n_items = len(train_cache)
-        self.val_cache = val_cache
-        self.val_rows = (np.array(fixed_subset(list(range(len(val_cache))), settings.val_windows, settings.seed),
-                                  dtype=np.int64) if val_cache is not None else np.zeros(0, np.int64))
-        self.update = AdamWUpdate(self._loss, self.network.trainable_params(), settings.weight_decay,
-                                  settings.betas, settings.grad_clip, workers)
-        self.ema = ExponentialMovingAverage(self.network, settings.ema_decay) if settings.ema_decay else None
+        super().__init__(config, settings, train_cache, val_cache, workers,
+                         CuboidTransformerUNet(**config["model"]["latent_model"]))
 
     def _loss(self, z_t, t, cond, noise):
         return ms.ops.square(self.network(z_t, t, cond) - noise).mean()
-
-    def _draw(self, cache: LatentCache, rows: np.ndarray, rng: np.random.Generator):
-        """Draw (t, eps, posterior noise) for ``rows`` of ``cache``, as numpy arrays.
-
-        The draws are made for all of ``rows`` (the global batch) so that every worker consumes the same
-        random numbers; the caller keeps its shard.
-        """
-        target_shape = (len(rows),) + tuple(cache.target_logvar.shape[1:])
-        t = rng.integers(0, self.schedule.num_timesteps, size=len(rows))
-        noise = rng.standard_normal(target_shape).astype(np.float32)
-        posterior_noise = rng.standard_normal(target_shape).astype(np.float32)
-        return t, noise, posterior_noise
 
     def _inputs(self, cache: LatentCache, rows: np.ndarray, t, noise, posterior_noise):
         clean = cache.target_sample(rows, posterior_noise)
         z_t = self.schedule.q_sample(clean, t, noise)
         return (ms.Tensor(z_t), ms.Tensor(t.astype(np.int32)), ms.Tensor(cache.conditioning(rows)),
                 ms.Tensor(noise))
-
-    def train_step(self, items: np.ndarray, rng: np.random.Generator, step: int, lr: float) -> dict[str, float]:
-        """One step of epsilon-prediction MSE on global batch ``items`` (window rows of the train cache)."""
-        t, noise, posterior_noise = self._draw(self.train_cache, items, rng)
-        rank, world = self.workers.rank, self.workers.world
-        inputs = self._inputs(self.train_cache, shard(items, rank, world), shard(t, rank, world),
-                              shard(noise, rank, world), shard(posterior_noise, rank, world))
-        loss, grad_norm = self.update.step(inputs, lr)
-        if self.ema is not None:
-            self.ema.update()
-        return {"loss": loss, "grad_norm": grad_norm}
 
     def validate(self) -> dict[str, float]:
         """Epsilon MSE on the fixed validation windows with fixed draws, overall and per quarter of t."""
@@ -210,21 +250,4 @@ class LatentDiffusionObjective:
             if chosen.any():
                 metrics[f"loss_t{int(index * quarter)}-{int((index + 1) * quarter) - 1}"] = float(errors[chosen].mean())
         return metrics
-
-    def state(self) -> dict[str, np.ndarray]:
-        """Optimiser moments and step (``opt/``), EMA weights (``ema/``) and, for the VAE, the discriminator."""
-        arrays = self.update.state("opt/")
-        if self.ema is not None:
-            arrays.update(self.ema.state("ema/"))
-        return arrays
-
-    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
-        """Restore :meth:`state` (raises :class:`prediff.errors.CheckpointError` if it does not fit)."""
-        self.update.load_state(arrays, "opt/")
-        if self.ema is not None:
-            self.ema.load_state(arrays, "ema/")
-
-    def published_weights(self) -> dict[str, np.ndarray]:
-        """The EMA weights by parameter name when ``ema_decay`` is set, else {} (publish the current weights)."""
-        return self.ema.shadow if self.ema is not None else {}
 
