@@ -193,6 +193,49 @@ def load_config(path_or_dict: str | os.PathLike | Mapping[str, Any]) -> dict:
     return config
 
 
+def apply_overrides(path_or_dict: str | os.PathLike | Mapping[str, Any], assignments: list[str]) -> dict:
+    """A config with ``KEY=VALUE`` assignments applied, e.g. ``train.vae.train_encoder=false``.
+
+    Parameters
+    ----------
+    path_or_dict : YAML file or parsed mapping (not modified).
+    assignments : dotted key paths and YAML values (``VALUE`` is parsed as YAML: numbers, booleans, null, lists).
+        The parent of every key must exist, or be a section of ``train``; the result still goes through
+        :func:`load_config`, which checks the keys and types.
+
+    Returns
+    -------
+    The parsed (not yet checked) config mapping with the assignments applied.
+
+    Raises
+    ------
+    ConfigError
+        An assignment without ``=``, an empty key, a value that is not YAML, or a parent that does not exist.
+    """
+    config = (copy.deepcopy(dict(path_or_dict)) if isinstance(path_or_dict, Mapping)
+              else _read_yaml(Path(path_or_dict)))
+    for assignment in assignments:
+        key, separator, text = assignment.partition("=")
+        parts = key.strip().split(".")
+        if not separator or not all(parts):
+            raise ConfigError(f"--set {assignment!r}: write KEY=VALUE with a dotted key, e.g. "
+                              "train.vae.train_encoder=false")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"--set {assignment!r}: the value is not valid YAML ({error})") from None
+        section = config
+        for depth, part in enumerate(parts[:-1]):
+            if not isinstance(section.get(part), Mapping):
+                if parts[0] != "train" or section.get(part) is not None:
+                    raise ConfigError(f"--set {assignment!r}: the config has no section "
+                                      f"{'.'.join(parts[:depth + 1])}{_nearest_hint(part, section)}")
+                section[part] = {}
+            section = section[part]
+        section[parts[-1]] = value
+    return config
+
+
 def vae_network_kwargs(config: Mapping[str, Any]) -> dict:
     """The ``model.vae`` keys that are constructor arguments of :class:`prediff.models.vae.AutoencoderKL`."""
     return {key: value for key, value in config["model"]["vae"].items() if key not in VAE_NON_NETWORK_KEYS}

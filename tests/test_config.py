@@ -150,3 +150,19 @@ def test_vae_network_kwargs_are_the_constructor_keys(repo_root):
     kwargs = vae_network_kwargs(load_config(repo_root / "configs" / "prediff_small.yaml"))
     assert "pretrained_ckpt_path" not in kwargs and "data_channels" not in kwargs
     assert set(kwargs) == set(MODEL_SCHEMA["vae"]) - {"pretrained_ckpt_path", "data_channels"}
+
+
+def test_overrides_change_values_and_reject_unknown_sections(repo_root):
+    from prediff.config import apply_overrides, load_config
+
+    path = repo_root / "configs" / "demo.yaml"
+    config = apply_overrides(path, ["train.vae.train_encoder=false", "train.vae.init_checkpoint=runs/x/vae.ckpt",
+                                    "train.ldm.lr=1e-4", "model.vae.latent_channels=8"])
+    assert config["train"]["vae"]["train_encoder"] is False
+    assert config["train"]["vae"]["init_checkpoint"] == "runs/x/vae.ckpt"
+    assert load_config(config)["train"]["ldm"]["lr"] == 1e-4
+    assert "train_encoder" not in load_config(path)["train"]["vae"]
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        apply_overrides(path, ["train.vae.lr"])
+    with pytest.raises(ConfigError, match="no section modle"):
+        apply_overrides(path, ["modle.vae.latent_channels=4"])

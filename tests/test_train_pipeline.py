@@ -174,6 +174,48 @@ def test_vae_objective_trains_on_random_crops(corpus):
         VAEObjective(config, trainer_settings(config, "vae"), corpus)
 
 
+def test_decoder_only_fine_tuning_keeps_the_encoder_and_improves_the_decoder(vae_run, corpus):
+    from prediff.config import load_config
+    from prediff.models.checkpoint import read_checkpoint
+    from prediff.train.settings import trainer_settings
+    from prediff.train.vae import VAEObjective
+
+    config = load_config(tiny_config(vae=dict(init_checkpoint=str(vae_run / "vae.ckpt"), train_encoder=False,
+                                              recon_loss="balanced_l1")))
+    objective = VAEObjective(config, trainer_settings(config, "vae"), corpus)
+    start = read_checkpoint(vae_run / "vae.ckpt")
+    params = dict(objective.network.parameters_and_names())
+    assert all(np.array_equal(params[name].asnumpy(), start[name]) for name in start)
+    losses = fixed_batch_losses(objective, steps=4)
+    assert losses[-1] < losses[0], losses
+    for name, value in start.items():
+        frozen = name.startswith(("encoder.", "quant_conv."))
+        assert np.array_equal(params[name].asnumpy(), value) == frozen, name
+
+
+def test_frozen_encoder_needs_an_initial_checkpoint():
+    from prediff.train.settings import trainer_settings
+
+    with pytest.raises(ConfigError, match="init_checkpoint"):
+        trainer_settings(tiny_config(vae=dict(train_encoder=False)), "vae")
+    with pytest.raises(ConfigError, match="train_encoder must be true or false"):
+        trainer_settings(tiny_config(vae=dict(train_encoder="no")), "vae")
+
+
+def test_balanced_l1_weights_heavy_pixels_more(corpus):
+    from prediff.config import load_config
+    from prediff.runtime import mindspore_module
+    from prediff.train.settings import trainer_settings
+    from prediff.train.vae import VAEObjective
+
+    ms = mindspore_module()
+    config = load_config(tiny_config(vae=dict(recon_loss="balanced_l1")))
+    objective = VAEObjective(config, trainer_settings(config, "vae"), corpus)
+    frames = np.array([0, 20, 100, 150, 200], dtype=np.float32).reshape(1, 1, 1, 5) / 255.0
+    loss = objective._reconstruction_loss(ms.Tensor(frames), ms.Tensor(frames + 0.01))
+    assert float(loss.asnumpy()) == pytest.approx(0.01 * (1 + 2 + 5 + 10 + 20) / 5, rel=1e-5)
+
+
 def test_vae_objective_with_discriminator_trains_both(corpus):
     from prediff.config import load_config
     from prediff.train.settings import trainer_settings

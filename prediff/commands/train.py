@@ -1,6 +1,6 @@
 """``prediff train vae|ldm|align``: train the VAE, the latent denoiser or the alignment network.
 
-    prediff train vae   --config CFG --data DIR --out RUN_DIR [--resume] [--max-steps N]
+    prediff train vae   --config CFG --data DIR --out RUN_DIR [--resume] [--max-steps N] [--set KEY=VALUE ...]
     prediff train ldm   --config CFG --data DIR --out RUN_DIR [--vae RUN_DIR/vae.ckpt] [--latent-cache DIR]
     prediff train align --config CFG --data DIR --out RUN_DIR [--vae RUN_DIR/vae.ckpt] [--latent-cache DIR]
 
@@ -33,6 +33,9 @@ def register(subparsers) -> None:
     parser.add_argument("--latent-cache", type=Path, default=None,
                         help="folder of the encoded latents for ldm / align (default OUT/latents); share it "
                              "between the ldm and align runs to encode once")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="change one config value for this run (repeatable), e.g. --set "
+                             "train.vae.train_encoder=false; the run folder's config.yaml records the result")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--device", help="CPU (default), GPU or Ascend; default $PREDIFF_DEVICE")
     parser.set_defaults(handler=run)

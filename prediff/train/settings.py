@@ -46,7 +46,12 @@ COMMON_KEYS: dict[str, tuple[type, Any, str]] = {
 #: Keys of one trainer only.
 TRAINER_KEYS: dict[str, dict[str, tuple[type, Any, str]]] = {
     "vae": {
-        "recon_loss": (str, "l1", "pixel reconstruction loss: l1, l2 or l1+l2 (on the [0, 1] scale)"),
+        "recon_loss": (str, "l1", "pixel reconstruction loss on the [0, 1] scale: l1, l2, l1+l2, or balanced_l1 "
+                                  "(l1 weighted by the target's VIL band, see prediff.train.vae.BALANCED_WEIGHTS)"),
+        "init_checkpoint": (str, None, "start from the weights of this vae.ckpt (e.g. an earlier run's) instead of "
+                                       "random initial weights; null = random"),
+        "train_encoder": (bool, True, "false = decoder-only fine-tuning: the encoder and quant_conv of "
+                                      "init_checkpoint stay frozen, so latents encoded with it stay valid"),
         "crop_size": (int, None, "train on random square crops of this many pixels (a multiple of the VAE's "
                                  "downsampling factor) instead of whole frames; null = whole frames. Validation "
                                  "always uses whole frames"),
@@ -61,7 +66,7 @@ TRAINER_KEYS: dict[str, dict[str, tuple[type, Any, str]]] = {
     "align": {},
 }
 
-RECON_LOSSES = ("l1", "l2", "l1+l2")
+RECON_LOSSES = ("l1", "l2", "l1+l2", "balanced_l1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,12 +145,15 @@ def _convert(value, kind: type, where: str, default):
         return float(value)
     if kind is int and isinstance(value, int) and not isinstance(value, bool):
         return value
+    if kind is bool and isinstance(value, bool):
+        return value
     if kind is str and isinstance(value, str):
         return value
     if kind is list and isinstance(value, list) and len(value) == 2 and all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
         return [float(v) for v in value]
-    words = {int: "an integer", float: "a number", str: "a string", list: "a list of two numbers"}[kind]
+    words = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+             list: "a list of two numbers"}[kind]
     optional = " or null" if default is None else ""
     raise ConfigError(f"{where} must be {words}{optional}, got {value!r}")
 
@@ -179,5 +187,8 @@ def _check_ranges(values: dict, trainer: str) -> None:
         if values["crop_size"] is not None and values["crop_size"] < 1:
             raise ConfigError(f"{where}.crop_size must be a positive number of pixels or null, "
                               f"got {values['crop_size']}")
+        if not values["train_encoder"] and values["init_checkpoint"] is None:
+            raise ConfigError(f"{where}.train_encoder is false but {where}.init_checkpoint is null: a frozen encoder "
+                              "must come from a trained vae.ckpt; set init_checkpoint to it")
         if values["disc_start_step"] is not None and values["disc_start_step"] < 0:
             raise ConfigError(f"{where}.disc_start_step must be >= 0 or null, got {values['disc_start_step']}")

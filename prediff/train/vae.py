@@ -8,10 +8,17 @@ crops make a CPU step several times cheaper). For frames ``x`` (N, 1, H, W) in [
     loss = recon(x_rec, x) + kl_weight * KL(q || N(0, I)) / (H * W)
            [ + disc_weight * mean(-D(x_rec))      from step disc_start_step on ]
 
-``recon`` is the per-pixel mean absolute (``l1``), squared (``l2``) error or their sum (``l1+l2``). Dividing the
+``recon`` is the per-pixel mean absolute (``l1``), squared (``l2``) error or their sum (``l1+l2``), or the
+absolute error weighted by the target's VIL band (``balanced_l1``, :data:`BALANCED_WEIGHTS`; the "balanced" losses
+of Shi et al. 2017, TrajGRU, which counter the blur that under-predicts heavy cores). Dividing the
 per-frame KL by the pixel count keeps ``kl_weight`` comparable to LDM's 1e-6 on per-frame sums. The
 discriminator ``D`` (:class:`PatchDiscriminator`) is trained with the hinge loss on real frames vs
 reconstructions; its weight is a constant (``disc_weight``), not LDM's adaptive gradient-ratio weight.
+
+Decoder-only fine-tuning (``train_encoder: false`` with ``init_checkpoint``) freezes the encoder and
+``quant_conv`` of a trained VAE: latents already encoded with it (the latent-diffusion trainer's cache) stay valid
+while the decoder keeps improving, the way Stable Diffusion's improved decoders were made. The frozen encoder runs
+outside the gradient, and the constant KL term is left out.
 
 Validation reconstructs every frame of a fixed subset of validation windows through the posterior mode and
 reports the loss, MAE / MSE on the [0, 1] scale and CSI at each SEVIR VIL threshold (aggregate counts).
@@ -26,6 +33,7 @@ from prediff.data.vil import SEVIR_THRESHOLDS
 from prediff.errors import ConfigError, DataError
 from prediff.runtime import mindspore_module
 from prediff.train.data import fixed_subset, open_split, read_windows, shard, unit_frames
+from prediff.models.checkpoint import load_network
 from prediff.train.loop import restore_parameters
 from prediff.train.distributed import Workers
 from prediff.train.optim import AdamWUpdate, ExponentialMovingAverage
@@ -35,6 +43,11 @@ from prediff.verify.categorical import categorical_accum, categorical_compute, c
 ms = mindspore_module()
 nn = ms.nn
 ops = ms.ops
+
+#: ``balanced_l1`` weights: (lowest VIL pixel of the band, weight of a target pixel in that band).
+BALANCED_WEIGHTS = ((0, 1.0), (16, 2.0), (74, 5.0), (133, 10.0), (181, 20.0))
+#: Parameter-name prefixes of the part of the VAE that maps frames to latents (frozen when train_encoder is false).
+ENCODER_PREFIXES = ("encoder.", "quant_conv.")
 
 
 class PatchDiscriminator(nn.Cell):
@@ -85,6 +98,8 @@ class VAEObjective:
         self.settings = settings
         self.workers = workers
         self.network = AutoencoderKL(**vae_network_kwargs(config))
+        if settings.init_checkpoint is not None:
+            load_network(self.network, settings.init_checkpoint, "vae")
         self.network.set_train(True)
         self.train_data = open_split(data_root, config, "train")
         self.train_windows = self.train_data.windows()
@@ -107,8 +122,11 @@ class VAEObjective:
             self.discriminator.set_train(True)
             self.disc_update = AdamWUpdate(self._discriminator_loss, self.discriminator.trainable_params(),
                                            0.0, settings.betas, settings.grad_clip, workers)
-        self.update = AdamWUpdate(self._loss, self.network.trainable_params(), settings.weight_decay,
-                                  settings.betas, settings.grad_clip, workers)
+        trained = [p for p in self.network.trainable_params()
+                   if settings.train_encoder or not p.name.startswith(ENCODER_PREFIXES)]
+        loss_fn = self._loss if settings.train_encoder else self._decoder_loss
+        self.update = AdamWUpdate(loss_fn, trained, settings.weight_decay, settings.betas, settings.grad_clip,
+                                  workers)
         self.ema = (ExponentialMovingAverage(self.network, settings.ema_decay)
                     if settings.ema_decay is not None else None)
 
@@ -118,10 +136,19 @@ class VAEObjective:
         posterior = self.network.encode(frames)
         return self.network.decode(posterior.sample(noise)), posterior
 
-    def _losses(self, frames, reconstruction, posterior):
+    def _reconstruction_loss(self, frames, reconstruction):
         error = reconstruction - frames
-        recon = {"l1": lambda: ops.abs(error).mean(), "l2": lambda: ops.square(error).mean(),
-                 "l1+l2": lambda: ops.abs(error).mean() + ops.square(error).mean()}[self.settings.recon_loss]()
+        kind = self.settings.recon_loss
+        if kind == "balanced_l1":
+            weights = ops.ones_like(frames)
+            for (_, lower_weight), (threshold, weight) in zip(BALANCED_WEIGHTS, BALANCED_WEIGHTS[1:]):
+                weights = weights + (frames >= threshold / 255.0).astype(ms.float32) * (weight - lower_weight)
+            return (weights * ops.abs(error)).mean()
+        return {"l1": lambda: ops.abs(error).mean(), "l2": lambda: ops.square(error).mean(),
+                "l1+l2": lambda: ops.abs(error).mean() + ops.square(error).mean()}[kind]()
+
+    def _losses(self, frames, reconstruction, posterior):
+        recon = self._reconstruction_loss(frames, reconstruction)
         pixels = frames.shape[2] * frames.shape[3]
         kl = posterior.kl().mean() / pixels
         return recon, kl
@@ -130,6 +157,13 @@ class VAEObjective:
         reconstruction, posterior = self._reconstruct(frames, noise)
         recon, kl = self._losses(frames, reconstruction, posterior)
         loss = recon + self.settings.kl_weight * kl
+        if self.adversarial_active:
+            loss = loss - self.settings.disc_weight * self.discriminator(reconstruction).mean()
+        return loss
+
+    def _decoder_loss(self, frames, latents):
+        reconstruction = self.network.decode(latents)
+        loss = self._reconstruction_loss(frames, reconstruction)
         if self.adversarial_active:
             loss = loss - self.settings.disc_weight * self.discriminator(reconstruction).mean()
         return loss
@@ -163,7 +197,11 @@ class VAEObjective:
         frames = ms.Tensor(self._frames(local, None if corners is None else shard(corners, rank, world)))
         local_noise = ms.Tensor(shard(noise, rank, world))
         self.adversarial_active = self.discriminator is not None and step >= self.settings.disc_start_step
-        loss, grad_norm = self.update.step((frames, local_noise), lr)
+        if self.settings.train_encoder:
+            loss, grad_norm = self.update.step((frames, local_noise), lr)
+        else:
+            latents = ops.stop_gradient(self.network.encode(frames).sample(local_noise))
+            loss, grad_norm = self.update.step((frames, latents), lr)
         metrics = {"loss": loss, "grad_norm": grad_norm}
         if self.adversarial_active:
             reconstruction, _ = self._reconstruct(frames, local_noise)
