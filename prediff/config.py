@@ -236,6 +236,29 @@ def apply_overrides(path_or_dict: str | os.PathLike | Mapping[str, Any], assignm
     return config
 
 
+def latent_scale(config: Mapping[str, Any]) -> float:
+    """The factor between VAE latents and the diffusion model's latents: ``z_model = scale_factor * z_vae``.
+
+    ``model.diffusion.scale_factor`` (LDM's convention; 1.0 in the published configs, so their latents are the
+    VAE's as they are). It should make the latents' standard deviation about 1, the variance the noise schedule
+    was designed for. ``scale_by_std: true`` (LDM's estimate from the first training batch, kept as a network
+    buffer) is not supported: measure the std of the encoded training latents and write 1/std as scale_factor.
+
+    Raises
+    ------
+    ConfigError
+        ``scale_by_std`` is true, or ``scale_factor`` is not positive.
+    """
+    diffusion = config["model"]["diffusion"]
+    if diffusion.get("scale_by_std"):
+        raise ConfigError("model.diffusion.scale_by_std: true is not supported; set it to false and write 1 / (the "
+                          "standard deviation of the encoded training latents) as model.diffusion.scale_factor")
+    scale = float(diffusion.get("scale_factor", 1.0))
+    if not scale > 0:
+        raise ConfigError(f"model.diffusion.scale_factor must be positive, got {scale}")
+    return scale
+
+
 def vae_network_kwargs(config: Mapping[str, Any]) -> dict:
     """The ``model.vae`` keys that are constructor arguments of :class:`prediff.models.vae.AutoencoderKL`."""
     return {key: value for key, value in config["model"]["vae"].items() if key not in VAE_NON_NETWORK_KEYS}

@@ -242,6 +242,31 @@ def latent_caches(vae_run: Path, corpus: Path, config: dict):
                                  progress=False))
 
 
+def test_scale_factor_scales_the_latents_the_denoiser_sees(vae_run, corpus):
+    from prediff.config import load_config
+    from prediff.train.ldm import LatentDiffusionObjective
+    from prediff.train.settings import trainer_settings
+
+    plain = load_config(tiny_config())
+    scaled = load_config(tiny_config())
+    scaled["model"]["diffusion"]["scale_factor"] = 0.5
+    caches = latent_caches(vae_run, corpus, plain)
+    rows, t = np.array([0, 1]), np.array([0, 999])
+    noise = np.random.default_rng(0).standard_normal((2,) + caches[0].target_logvar.shape[1:]).astype(np.float32)
+    inputs = {}
+    for name, config in (("plain", plain), ("scaled", scaled)):
+        objective = LatentDiffusionObjective(config, trainer_settings(config, "ldm"), *caches)
+        inputs[name] = [x.asnumpy() for x in objective._inputs(caches[0], rows, t, noise, noise)]
+    np.testing.assert_allclose(inputs["scaled"][2], 0.5 * inputs["plain"][2], rtol=1e-6)
+    abar = objective.schedule.float64_tables()["alphas_cumprod"][0]
+    clean = (inputs["plain"][0][0] - np.sqrt(1 - abar) * noise[0]) / np.sqrt(abar)
+    expected = np.sqrt(abar) * 0.5 * clean + np.sqrt(1 - abar) * noise[0]
+    np.testing.assert_allclose(inputs["scaled"][0][0], expected, rtol=1e-4, atol=1e-5)
+    scaled["model"]["diffusion"]["scale_by_std"] = True
+    with pytest.raises(ConfigError, match="scale_by_std"):
+        LatentDiffusionObjective(scaled, trainer_settings(scaled, "ldm"), *caches)
+
+
 def test_ldm_objective_fits_a_fixed_batch(vae_run, corpus):
     from prediff.config import load_config
     from prediff.train.ldm import LatentDiffusionObjective

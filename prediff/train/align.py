@@ -51,7 +51,7 @@ class AlignmentObjective(LatentObjective):
         return ms.ops.square(self.network(z_t, t)[..., 0] - intensity).mean()
 
     def _inputs(self, cache: LatentCache, rows, t, noise, posterior_noise):
-        z_t = self.schedule.q_sample(cache.target_sample(rows, posterior_noise), t, noise)
+        z_t = self.schedule.q_sample(self.latent_scale * cache.target_sample(rows, posterior_noise), t, noise)
         intensity = np.asarray(cache.target_intensity[rows], dtype=np.float32)
         return ms.Tensor(z_t), ms.Tensor(t.astype(np.int32)), ms.Tensor(intensity)
 

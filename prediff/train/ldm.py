@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from prediff.config import vae_network_kwargs
+from prediff.config import latent_scale, vae_network_kwargs
 from prediff.diffusion.schedule import NoiseSchedule
 from prediff.errors import CheckpointError, ConfigError, DataError
 from prediff.runtime import mindspore_module
@@ -142,6 +142,7 @@ class LatentObjective:
         self.settings = settings
         self.workers = workers
         self.schedule = NoiseSchedule.from_config(config["model"]["diffusion"])
+        self.latent_scale = latent_scale(config)
         self.network = network
         self.network.set_train(True)
         self.train_cache = train_cache
@@ -222,10 +223,10 @@ class LatentDiffusionObjective(LatentObjective):
         return ms.ops.square(self.network(z_t, t, cond) - noise).mean()
 
     def _inputs(self, cache: LatentCache, rows: np.ndarray, t, noise, posterior_noise):
-        clean = cache.target_sample(rows, posterior_noise)
+        clean = self.latent_scale * cache.target_sample(rows, posterior_noise)
         z_t = self.schedule.q_sample(clean, t, noise)
-        return (ms.Tensor(z_t), ms.Tensor(t.astype(np.int32)), ms.Tensor(cache.conditioning(rows)),
-                ms.Tensor(noise))
+        cond = self.latent_scale * cache.conditioning(rows)
+        return ms.Tensor(z_t), ms.Tensor(t.astype(np.int32)), ms.Tensor(cond), ms.Tensor(noise)
 
     def validate(self) -> dict[str, float]:
         """Epsilon MSE on the fixed validation windows with fixed draws, overall and per quarter of t."""
