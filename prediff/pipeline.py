@@ -27,6 +27,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from prediff.config import latent_scale
 from prediff.data.layout import MISSING_PIXEL
 from prediff.data.vil import pixels_to_unit
 from prediff.errors import ConfigError, DataError
@@ -135,6 +136,7 @@ class PreDiffPipeline:
         self.frame_shape = tuple(int(n) for n in diffusion["data_shape"][1:3])
         self.default_guidance_scale = float(config["model"]["align"]["guide_scale"])
         self.schedule = NoiseSchedule.from_config(diffusion)
+        self.latent_scale = latent_scale(config)
 
     @property
     def lead_times(self) -> np.ndarray:
@@ -278,12 +280,14 @@ class PreDiffPipeline:
     # --- building blocks ----------------------------------------------------------------------------
 
     def encode_context(self, context_unit: np.ndarray) -> np.ndarray:
-        """(1, T_in, H, W, 1) float32 [0, 1] context -> (1, T_in, h, w, L) float32 context latents (posterior mode)."""
-        return self.vae.encode_frames(context_unit).asnumpy()
+        """(1, T_in, H, W, 1) float32 [0, 1] context -> (1, T_in, h, w, L) float32 context latents (posterior mode,
+        times ``model.diffusion.scale_factor``: the latent space of the denoiser)."""
+        return self.latent_scale * self.vae.encode_frames(context_unit).asnumpy()
 
     def decode_unit(self, latents: np.ndarray) -> np.ndarray:
-        """(B, T, h, w, L) latents -> (B, T, H, W, 1) float32 frames in [0, 1] units, not clamped."""
-        return self.vae.decode_latents(np.ascontiguousarray(latents, dtype=np.float32)).asnumpy()
+        """(B, T, h, w, L) denoiser latents -> (B, T, H, W, 1) float32 frames in [0, 1] units, not clamped."""
+        vae_latents = np.ascontiguousarray(latents, dtype=np.float32) / np.float32(self.latent_scale)
+        return self.vae.decode_latents(vae_latents).asnumpy()
 
     def predicted_intensity(self, latents: np.ndarray) -> np.ndarray:
         """(B,) float32 the alignment network's predicted average intensity ([0, 1] units) of clean latents (t = 0)."""

@@ -170,3 +170,17 @@ def test_climatology_target_uses_the_stats_file(model_dir, context, tmp_path):
     IntensityStats(mu=0.1, sigma=0.05, n=10).save(folder)
     forecast = PreDiffPipeline.from_folder(folder).forecast(context, members=1, steps=1, target="mu+2sigma")
     np.testing.assert_allclose(forecast["target_intensity"], 0.2, rtol=1e-6)
+
+
+def test_scale_factor_maps_vae_latents_to_denoiser_latents_and_back(model_dir, context):
+    from prediff.config import load_config
+    from prediff.pipeline import PreDiffPipeline
+
+    plain = PreDiffPipeline.from_folder(model_dir)
+    config = load_config(model_dir / "config.yaml")
+    config["model"]["diffusion"]["scale_factor"] = 0.5
+    scaled = PreDiffPipeline(config, plain.vae, plain.latent, plain.align)
+    unit = np.asarray(context, dtype=np.float32)[None, ..., None] / 255.0
+    np.testing.assert_allclose(scaled.encode_context(unit), 0.5 * plain.encode_context(unit), rtol=1e-6)
+    latents = plain.encode_context(unit)[:, :2]
+    np.testing.assert_allclose(scaled.decode_unit(0.5 * latents), plain.decode_unit(latents), rtol=1e-5, atol=1e-6)
