@@ -450,6 +450,12 @@ def test_cli_train_and_stats(corpus, tmp_path, capsys):
     assert main(["train", "vae", "--config", str(config_path), "--data", str(corpus), "--out",
                  str(tmp_path / "run"), "--max-steps", "1", "--no-progress"]) == 0
     assert (tmp_path / "run" / "vae.ckpt").is_file()
+    assert main(["train", "vae", "--config", str(config_path), "--data", str(corpus), "--out",
+                 str(tmp_path / "decoder"), "--max-steps", "1", "--no-progress",
+                 "--set", f"train.vae.init_checkpoint={tmp_path / 'run' / 'vae.ckpt'}",
+                 "--set", "train.vae.train_encoder=false"]) == 0
+    recorded = yaml.safe_load((tmp_path / "decoder" / "config.yaml").read_text())["train"]["vae"]
+    assert recorded["train_encoder"] is False and recorded["init_checkpoint"].endswith("vae.ckpt")
     assert main(["train", "ldm", "--config", str(config_path), "--data", str(corpus), "--out",
                  str(tmp_path / "ldm"), "--no-progress"]) == 2
     assert "vae.ckpt does not exist" in capsys.readouterr().err

@@ -50,9 +50,11 @@ def run(args: argparse.Namespace) -> int:
     if args.trainer == "vae" and (args.vae is not None or args.latent_cache is not None):
         raise ConfigError("--vae and --latent-cache belong to `prediff train ldm` / `align`, not to the VAE trainer")
     mindspore_module(args.device)
+    from prediff.config import apply_overrides
     from prediff.train.trainers import train
 
-    result = train(args.trainer, args.config, args.data, args.out, resume=args.resume, max_steps=args.max_steps,
+    config = apply_overrides(args.config, args.overrides) if args.overrides else args.config
+    result = train(args.trainer, config, args.data, args.out, resume=args.resume, max_steps=args.max_steps,
                    vae_checkpoint=args.vae, latent_cache_dir=args.latent_cache, progress=not args.no_progress)
     if result.checkpoint is not None:
         state = "interrupted at" if result.interrupted else "finished"
