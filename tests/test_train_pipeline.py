@@ -504,3 +504,27 @@ def test_sigint_finishes_the_step_saves_and_exits_130(corpus, tmp_path):
         step = json.loads(str(state["meta"]))["step"]
     assert 3 <= step < 1000
     assert f"saved at step {step}" in err and f"interrupted at step {step}" in out
+
+
+def test_ema_warm_up_forgets_the_initial_weights_and_resumes_its_count():
+    from prediff.runtime import mindspore_module
+    from prediff.train.optim import ExponentialMovingAverage
+
+    ms = mindspore_module()
+    network = ms.nn.Dense(3, 2)
+    initial = network.weight.asnumpy().copy()
+    ema = ExponentialMovingAverage(network, 0.999)
+    trained = np.full_like(initial, 5.0)
+    network.weight.set_data(ms.Tensor(trained))
+    ema.update()
+    first = 2.0 / 11.0  # min(0.999, (1 + 1) / (10 + 1))
+    np.testing.assert_allclose(ema.shadow["weight"], first * initial + (1 - first) * trained, rtol=1e-6)
+    for _ in range(999):
+        ema.update()
+    # without the warm-up 0.999 ** 1000 = 37 % of the initial weights would remain
+    assert np.abs(ema.shadow["weight"] - trained).max() < 1e-2 * np.abs(trained - initial).max()
+    restored = ExponentialMovingAverage(network, 0.999)
+    restored.load_state(ema.state("ema/"), "ema/")
+    assert restored.updates == 1000 and restored.current_decay() == ema.current_decay()
+    with pytest.raises(CheckpointError, match="update count|#updates"):
+        restored.load_state({k: v for k, v in ema.state("ema/").items() if "#" not in k}, "ema/")
