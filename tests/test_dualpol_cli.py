@@ -40,6 +40,11 @@ def test_train_nowcast_evaluate_and_user_errors(tmp_path, capsys):
     checkpoint = tmp_path / "model" / "tiny.ckpt"
     assert main(["dualpol", "train", "--data", str(root), "--config", str(config), "--out", str(checkpoint)]) == 0
     assert checkpoint.is_file() and checkpoint.with_suffix(".yaml").is_file()
+    reseeded = tmp_path / "model" / "reseeded.ckpt"
+    assert main(["dualpol", "train", "--data", str(root), "--config", str(config), "--out", str(reseeded),
+                 "--seed", "3", "--steps", "2"]) == 0
+    assert yaml.safe_load(reseeded.with_suffix(".yaml").read_text())["train"] == {
+        "seed": 3, "steps": 2, "batch_size": 2, "learning_rate": 0.001, "crop": 8}
     out = tmp_path / "nowcast.npy"
     assert main(["dualpol", "nowcast", "--data", str(root), "--checkpoint", str(checkpoint), "--process", "0",
                  "--out", str(out)]) == 0

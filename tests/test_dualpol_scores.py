@@ -23,6 +23,8 @@ def test_continuous_scores_by_hand():
     assert merged["MSE"] == pytest.approx(scores["MSE"]) and merged["count"] == 6
     with pytest.raises(DataError):
         continuous_accum(state, prediction, observation[..., :1])
+    with pytest.raises(ConfigError, match="min_observation"):
+        continuous_merge(state, continuous_init(min_observation=1.0))
 
 
 def test_rain_classes_and_threshold_csi_by_hand():
@@ -54,7 +56,9 @@ def test_fuzzy_pod_far_hk_grow_with_window_on_a_displaced_cell():
     assert result["HK"][:, 0] == pytest.approx([-2 / 63, 1 - 1 / 15, 1 - 1 / 3])
     assert np.isnan(categorical_compute(categorical_init([(35.0, np.inf)]))["all_lead_times"]["CSI"][0, 0])
     doubled = categorical_merge(state, state)
-    assert doubled["hits"][1, 0, 0] == 2
+    assert doubled["hits"][1, 0, 0] == 2 and state["hits"][1, 0, 0] == 1
+    with pytest.raises(ConfigError, match="window_sizes"):
+        categorical_merge(state, categorical_init([(35.0, np.inf)], window_sizes=(1, 2, 8)))
 
 
 def test_missing_pixels_are_skipped_per_lead_time():

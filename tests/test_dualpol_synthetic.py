@@ -7,9 +7,10 @@ import pytest
 from scipy.special import gamma as gamma_function
 
 from prediff.dualpol.reader import NjuCpolDataset
-from prediff.dualpol.synthetic import (DIAMETER_STEP_MM, DIAMETERS_MM, WAVELENGTH_M, brandes_axis_ratio,
-                                       dsd_observables, normalised_gamma_dsd, radar_observables, simulate_process,
-                                       spheroid_depolarisation, write_corpus)
+from prediff.dualpol.synthetic import (COLUMN_UPDRAFT_MIN, DIAMETER_STEP_MM, DIAMETERS_MM, UPDRAFT_LEAD_FRAMES,
+                                       WAVELENGTH_M, ConvectiveCell, brandes_axis_ratio, combine_populations,
+                                       dsd_observables, lofted_drops, normalised_gamma_dsd, radar_observables,
+                                       simulate_process, size_sorted_dsd, spheroid_depolarisation, write_corpus)
 
 
 def test_reflectivity_is_the_sixth_moment_of_the_gamma_dsd():
@@ -88,7 +89,8 @@ def test_simulation_is_deterministic_and_physically_consistent():
     # Z-R consistency: log Z and log R are tightly related, with a power-law slope in the usual range
     slope, _ = np.polyfit(np.log10(first["rain"][wet]), first["dBZ@1.0km"][wet] / 10, 1)
     assert 1.2 < slope < 1.9
-    assert first["ZDR@7.0km"].max() < 0.4 < first["ZDR@1.0km"].max()
+    # snow aloft has low ZDR except in the ZDR columns of updrafts
+    assert np.median(first["ZDR@7.0km"][first["dBZ@7.0km"] > 0]) < 0.4 < first["ZDR@1.0km"].max()
 
 
 def test_written_corpus_reads_back(tmp_path):
@@ -98,3 +100,57 @@ def test_written_corpus_reads_back(tmp_path):
     window = dataset[1]
     expected = simulate_process(2, n_frames=20, grid_size=16, seed=1)["rain"]
     assert window.fields["rain"] == pytest.approx(expected.astype(np.float16).astype(np.float32))
+
+
+def test_size_sorting_raises_zdr_at_nearly_constant_reflectivity():
+    log_nw, d0 = np.full(3, 3.6), np.full(3, 1.5)
+    sorted_nw, sorted_d0 = size_sorted_dsd(log_nw, d0, np.array([0.0, 0.5, 1.0]))
+    obs = radar_observables(10 ** sorted_nw, sorted_d0, np.full(3, 2.5))
+    assert sorted_d0[0] == 1.5 and np.all(np.diff(sorted_d0) > 0)
+    assert np.ptp(obs["zh_dbz"]) < 0.5
+    assert np.all(np.diff(obs["zdr_db"]) > 0.25) and np.all(np.diff(obs["rain_rate"]) < 0)
+
+
+def test_lofted_drops_make_a_zdr_column_in_snow():
+    snow = radar_observables(np.full(3, 10 ** 3.5 * 0.4), np.full(3, 1.6), np.full(3, 2.5), "snow")
+    updraft = np.array([0.0, 0.5, 1.0])
+    column = combine_populations(snow, lofted_drops(updraft))
+    assert column["zh_dbz"][0] == pytest.approx(snow["zh_dbz"][0]) and column["zdr_db"][0] < 0.4
+    assert np.all(np.diff(column["zdr_db"]) > 0) and column["zdr_db"][2] > 1.5
+    assert np.all(np.diff(column["kdp"]) > 0) and column["rain_rate"].max() == 0
+    assert lofted_drops(np.array([0.5 * COLUMN_UPDRAFT_MIN]))["z_h"][0] == 0
+
+
+def test_updraft_leads_the_rain_of_a_cell_and_announces_its_strength():
+    weak = ConvectiveCell(0, 0, 0, 0, birth_frame=10, lifetime_frames=20, peak=0.5, radius_km=10)
+    strong = ConvectiveCell(0, 0, 0, 0, birth_frame=10, lifetime_frames=20, peak=1.0, radius_km=10)
+    assert strong.amplitude(9) == 0 < strong.updraft(10 - UPDRAFT_LEAD_FRAMES + 1)
+    assert strong.updraft(21) == 0 < strong.amplitude(21)          # the updraft is gone once the rain peaks
+    assert strong.updraft(12) == pytest.approx(2 * weak.updraft(12))
+
+
+def _best_shift(before, after, reach=6):
+    """Integer (rows, cols) displacement that best maps ``before`` onto ``after`` (least squares, interior)."""
+    errors = {(dy, dx): np.mean((np.roll(before, (dy, dx), (0, 1)) - after)[reach:-reach, reach:-reach] ** 2)
+              for dy in range(-reach, reach + 1) for dx in range(-reach, reach + 1)}
+    return min(errors, key=errors.get)
+
+
+def test_zdr_columns_announce_reflectivity_growth():
+    """ZDR at 7 km at t correlates with the change of ZH at 1 km from t to t + 12 min, following the storm
+    motion, and more than ZH at 7 km does: the column carries information about the future that ZH lacks."""
+    lead, interior = 2, slice(8, -8)
+    zdr_aloft, zh_aloft, change = [], [], []
+    for process in range(4):
+        fields = simulate_process(process, n_frames=24, grid_size=64, seed=0)
+        zh = fields["dBZ@1.0km"]
+        shift = _best_shift(zh[10], zh[10 + lead])
+        for t in range(len(zh) - lead):
+            future = np.roll(zh[t + lead], (-shift[0], -shift[1]), (0, 1))
+            change.append((future - zh[t])[interior, interior].ravel())
+            zdr_aloft.append(fields["ZDR@7.0km"][t][interior, interior].ravel())
+            zh_aloft.append(fields["dBZ@7.0km"][t][interior, interior].ravel())
+    change = np.concatenate(change)
+    by_zdr = np.corrcoef(np.concatenate(zdr_aloft), change)[0, 1]
+    by_zh = np.corrcoef(np.concatenate(zh_aloft), change)[0, 1]
+    assert by_zdr > 0.08 and by_zdr > by_zh + 0.03     # measured: 0.11 vs 0.05

@@ -31,7 +31,8 @@ def test_config_checks_keys_and_values(repo_root):
     assert load_config(repo_root / "configs" / "dualpol_zh_only.yaml").model.variables == ("dBZ",)
     for bad in ({"model": {"widht": 4}}, {"model": {"variables": ["ZDR"]}}, {"data": {"target": "dBZ@3.0km",
                                                                                   "input_heights": ["1.0km"]}},
-                {"train": {"crop": 6}}, {"train": {"steps": "many"}}, {"optim": {}}):
+                {"train": {"crop": 6}}, {"train": {"steps": "many"}}, {"train": {"steps": 2.5}},
+                {"data": {"test_processes": [0, 1.5]}}, {"data": {"input_heights": "1.0km"}}, {"optim": {}}):
         with pytest.raises(ConfigError):
             config_from_dict(bad)
 
@@ -84,3 +85,19 @@ def test_score_nowcasts_ranks_a_perfect_forecast_first():
     assert scores["noisy"]["continuous"]["all"]["MSE"] > 10
     assert np.all(scores["perfect"]["categorical"]["all_lead_times"]["CSI"] == 1.0)
     assert isinstance(NowcastConfig().data.test_processes, tuple)
+
+
+def test_snapshot_after_k_steps_equals_a_k_step_training(tiny_corpus):
+    config = config_from_dict(TINY)
+    inputs, targets, _ = load_split(tiny_corpus, config, "train")
+    snapshots = {}
+
+    def snapshot(step, network):
+        snapshots[step] = {n: p.asnumpy().copy() for n, p in network.parameters_and_names()}
+
+    train_network(config, inputs, targets, log=lambda _: None, log_every=1, snapshot=snapshot)
+    assert sorted(snapshots) == [1, 2]
+    one_step = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=1))
+    short, _ = train_network(one_step, inputs, targets, log=lambda _: None)
+    assert all(np.array_equal(snapshots[1][n], p.asnumpy()) for n, p in short.parameters_and_names())
+    assert any(not np.array_equal(snapshots[1][n], snapshots[2][n]) for n in snapshots[1])

@@ -35,6 +35,9 @@ def register(subparsers) -> None:
     train.add_argument("--out", required=True, metavar="CKPT", help="checkpoint to write (.ckpt; the config is "
                                                                      "copied beside it as .yaml)")
     train.add_argument("--steps", type=int, help="override train.steps")
+    train.add_argument("--seed", type=int, help="override train.seed (initial weights, batches, crops)")
+    train.add_argument("--save-every", type=int, metavar="N",
+                       help="also save the checkpoint every N steps (its .yaml records the steps done)")
     train.set_defaults(handler=run_train)
 
     nowcast = commands.add_parser("nowcast", help="nowcast ZH for one window with a trained checkpoint")
@@ -58,6 +61,8 @@ def register(subparsers) -> None:
                      help="diffusion QPE model folder (denoiser.ckpt, merge.ckpt, config.yaml)")
     qpe.add_argument("--train", metavar="YAML", help="with --method diffusion: first train a model from this config "
                                                      "(e.g. configs/dualpol_diffusion_qpe.yaml) into --model")
+    qpe.add_argument("--save-every", type=int, metavar="N", help="with --train: save the denoiser every N steps "
+                                                                   "(its config.yaml records the steps done)")
     qpe.add_argument("--frame-step", type=int, default=1, help="diffusion: score every n-th test frame (default 1)")
     qpe.add_argument("--members", type=int, help="diffusion: ensemble size (default: the model config's)")
     qpe.set_defaults(handler=run_qpe)
@@ -126,11 +131,19 @@ def run_train(args: argparse.Namespace) -> int:
     from prediff.dualpol.train import load_config, load_split, save_nowcaster, train_network
 
     config = load_config(args.config)
-    if args.steps is not None:
-        config = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=args.steps))
+    overrides = {name: getattr(args, name) for name in ("steps", "seed") if getattr(args, name) is not None}
+    if overrides:
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, **overrides))
     inputs, targets, windows = load_split(args.data, config, "train")
     print(f"training on {len(windows)} windows, inputs {inputs.shape}, {config.train.steps} steps")
-    network, _ = train_network(config, inputs, targets)
+
+    def snapshot(step, network):
+        if args.save_every and step % args.save_every == 0 and step < config.train.steps:
+            done = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=step))
+            save_nowcaster(network, done, args.out)
+            print(f"saved the weights after {step} steps to {args.out}")
+
+    network, _ = train_network(config, inputs, targets, snapshot=snapshot if args.save_every else None)
     save_nowcaster(network, config, args.out)
     print(f"wrote {args.out}")
     return 0
@@ -199,7 +212,7 @@ def run_diffusion_qpe(args: argparse.Namespace) -> int:
             raise ConfigError(f"{args.train} holds out processes {list(config.data.test_processes)} but "
                               f"--test-processes is {args.test_processes}; make them agree")
         started = time.process_time()
-        train_qpe_model(args.data, config, args.model)
+        train_qpe_model(args.data, config, args.model, snapshot_every=args.save_every)
         print(f"wrote {args.model} ({time.process_time() - started:.0f} s of CPU time in this process)")
     result = diffusion_qpe_experiment(args.data, args.model, args.test_processes, frame_step=args.frame_step,
                                       members=args.members)

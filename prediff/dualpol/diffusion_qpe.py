@@ -4,19 +4,30 @@ The estimate is a sample of ``p(rain | ZH, ZDR at 1, 3 and 7 km)`` drawn by a sm
 PreDiff machinery of :mod:`prediff.diffusion` (linear :class:`~prediff.diffusion.NoiseSchedule`, eps prediction,
 :class:`~prediff.diffusion.DDIMSampler`). Several draws from independent starting noise form an ensemble.
 
-* **State** (what is diffused): the rain rate R (mm/h) as ``x = 2 log(1 + R) / log(1 + 200) - 1`` in [-1, 1]
-  (:func:`rain_to_state`); dry pixels are -1. The log compresses the heavy-rain tail so that light and heavy
-  rain both matter to the loss; NaN rain is left out of the loss.
+* **Rain state**: the rain rate R (mm/h) as ``s(R) = 2 log(1 + R) / log(1 + 200) - 1`` in [-1, 1]
+  (:func:`rain_to_state`); dry pixels are -1. The log compresses the heavy-rain tail.
+* **Residual over a fitted law** (what is diffused, ``diffusion.prior: "R(Z, ZDR)"``):
+  ``x = (s(R) - s(R_prior)) / residual_scale`` with R_prior the
+  R(Z, ZDR) power law at 1 km (:func:`prediff.dualpol.qpe.fit_power_law`) fitted on the training frames and
+  stored with the model (:class:`RainDiffusionModel`). The law carries the deterministic part of the Z-R
+  relation; the diffusion only learns the scatter around it, which is small (std ~0.015 in s on the synthetic
+  corpus), so ``residual_scale`` (0.02) brings it to unit scale, well conditioned for eps prediction, and the
+  denoiser's errors are errors around the law, not over the whole rain range. Where ZH at 1 km is "no echo"
+  (<= 0 dBZ) every member is 0 mm/h, as for the laws. NaN rain is left out of the loss. With
+  ``diffusion.prior: "none"`` (the default, so that model folders written before the residual design load as
+  they were trained) the rain state itself is diffused: ``x = s(R)``.
 * **Condition**: six channels, ZH and ZDR at 1, 3, 7 km normalised to [0, 1] with the reader's customary ranges
   (:func:`prediff.dualpol.reader.normalise`), NaN filled with the "no echo" value 0 of the physical unit.
-* **Denoiser** (:class:`ConditionalDenoiser`, MindSpore, NCHW float32): a two-level U-Net on
-  ``concat(x_t, condition)`` with a sinusoidal timestep embedding added as a per-channel bias in every residual
-  block; output eps, the noise in x_t.
+* **Denoiser** (:class:`~prediff.dualpol.diffusion_net.ConditionalDenoiser`, MindSpore, NCHW float32): a
+  two-level U-Net on ``concat(x_t, condition)`` with a sinusoidal timestep embedding added as a per-channel bias
+  in every residual block; output eps, the noise in x_t.
 * **Training**: ``x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps``, t uniform in 0 ... T-1, masked MSE on eps,
   Adam, random square crops, deterministic (MindSpore seed + one numpy generator).
 * **Sampling**: DDIM (``sampling.num_steps`` steps, ``eta``) from N(0, 1), returned in mm/h (clipped to 0-200);
-  with ``sampling.clip_clean`` (default) the predicted clean state is clipped to [-1, 1] at every step and eps
-  recomputed from it before the DDIM step (static thresholding).
+  with ``sampling.clip_clean`` (default) the predicted clean residual is clipped at every step to
+  ``[-residual_clip, residual_clip]`` (5: the training residuals lie within about -1.3 ... 2.9 between their 1st
+  and 99th percentiles) and to the values whose rain state lies in [-1, 1], and eps is recomputed from it before
+  the DDIM step (static thresholding, as Imagen / DDPM clip x_0 to the data range).
 
 The ensemble is summarised by its mean (:func:`ensemble_mean`) or by the learned merge of
 :mod:`prediff.dualpol.merge`. Configuration: ``configs/dualpol_diffusion_qpe.yaml`` (strict keys,
@@ -27,17 +38,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import yaml
 
-from prediff.dualpol.reader import (DEFAULT_TEST_PROCESSES, HEIGHTS, RAIN, VALID_RANGES, field_key,
+from prediff.dualpol.config_io import read_yaml_mapping, sections_from_dict, sections_to_dict
+from prediff.dualpol.qpe import PowerLawRain, fit_power_law
+from prediff.dualpol.reader import (DEFAULT_TEST_PROCESSES, HEIGHTS, RAIN, VALID_RANGES, denormalise, field_key,
                                     list_processes, load_frames, normalise, split_processes)
 from prediff.dualpol.scores import (RAIN_CLASSES, categorical_accum, categorical_compute, categorical_init,
                                     continuous_accum, continuous_compute, continuous_init)
+from prediff.dualpol.training_loop import fit_adam, masked_mean_square
 from prediff.errors import CheckpointError, ConfigError, DataError
 from prediff.io_utils import atomic_path
 
@@ -45,9 +58,14 @@ from prediff.io_utils import atomic_path
 CONDITION_KEYS: tuple[str, ...] = tuple(field_key(v, h) for v in ("dBZ", "ZDR") for h in HEIGHTS)
 #: Top of the rain-rate range (mm/h) mapped to state +1.
 RAIN_MAX_MM_H = VALID_RANGES[RAIN][1]
+#: Features of the prior law the diffusion state is a residual over (R(Z, ZDR) at 1 km).
+PRIOR_FEATURES: tuple[str, ...] = ("dBZ@1.0km", "ZDR@1.0km")
+#: Values of ``diffusion.prior``: diffuse the rain state itself, or its residual over the fitted R(Z, ZDR) law.
+PRIORS: tuple[str, ...] = ("none", "R(Z, ZDR)")
 DENOISER_FILE = "denoiser.ckpt"
 MERGE_FILE = "merge.ckpt"
 CONFIG_FILE = "config.yaml"
+PRIOR_FILE = "prior_law.yaml"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,11 +86,13 @@ class ModelSection:
 
 @dataclasses.dataclass(frozen=True)
 class DiffusionSection:
-    """The linear noise schedule (as PreDiff's ``model.diffusion``)."""
+    """The linear noise schedule (as PreDiff's ``model.diffusion``) and what is diffused (see the module docstring)."""
 
     timesteps: int = 1000
     linear_start: float = 1e-4
     linear_end: float = 2e-2
+    prior: str = "none"
+    residual_scale: float = 0.02
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +104,7 @@ class SamplingSection:
     members: int = 8
     seed: int = 0
     clip_clean: bool = True
+    residual_clip: float = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,59 +132,30 @@ class DiffusionQpeConfig:
 
     def to_dict(self) -> dict:
         """Plain-Python form for YAML."""
-        return {name: {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(section).items()}
-                for name, section in ((f.name, getattr(self, f.name)) for f in dataclasses.fields(self))}
+        return sections_to_dict(self)
 
 
 _SECTION_CLASSES = {"data": DataSection, "model": ModelSection, "diffusion": DiffusionSection,
                     "sampling": SamplingSection, "train": TrainSection}
 
 
-def _convert(value: Any, default: Any, where: str) -> Any:
-    try:
-        if isinstance(default, tuple):
-            if not isinstance(value, (list, tuple)):
-                raise TypeError
-            return tuple(int(v) for v in value)
-        if isinstance(default, (str, bool)):
-            if not isinstance(value, type(default)):
-                raise TypeError
-            return value
-        if isinstance(default, int) and (isinstance(value, bool) or float(value) != int(value)):
-            raise TypeError
-        return type(default)(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where} = {value!r} has the wrong type; expected like {default!r}") from None
-
-
 def qpe_config_from_dict(raw: Mapping[str, Any], source: str = "config") -> DiffusionQpeConfig:
     """Check and convert a configuration mapping (unknown sections / keys and wrong types raise ConfigError)."""
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{source} must be a mapping with sections {', '.join(_SECTION_CLASSES)}")
-    unknown = set(raw) - set(_SECTION_CLASSES)
-    if unknown:
-        raise ConfigError(f"{source}: unknown section(s) {', '.join(sorted(unknown))}; valid: "
-                          f"{', '.join(_SECTION_CLASSES)}")
-    sections = {}
-    for name, cls in _SECTION_CLASSES.items():
-        given = raw.get(name) or {}
-        if not isinstance(given, Mapping):
-            raise ConfigError(f"{source}: section {name} must be a mapping")
-        defaults = cls()
-        valid = {f.name for f in dataclasses.fields(cls)}
-        extra = set(given) - valid
-        if extra:
-            raise ConfigError(f"{source}: unknown key(s) {', '.join(sorted(extra))} in {name}; valid: "
-                              f"{', '.join(sorted(valid))}")
-        sections[name] = cls(**{k: _convert(v, getattr(defaults, k), f"{name}.{k}") for k, v in given.items()})
-    config = DiffusionQpeConfig(**sections)
+    config = DiffusionQpeConfig(**sections_from_dict(raw, _SECTION_CLASSES, source))
     positive = (config.model.width, config.model.time_embedding, config.diffusion.timesteps, config.sampling.num_steps,
                 config.sampling.members, config.train.steps, config.train.batch_size, config.train.crop,
                 config.train.merge_steps)
-    if min(positive) < 1 or config.train.learning_rate <= 0 or config.train.merge_learning_rate <= 0:
-        raise ConfigError(f"{source}: sizes, steps, members, batch size, crop and learning rates must be positive")
+    if (min(positive) < 1 or config.train.learning_rate <= 0 or config.train.merge_learning_rate <= 0
+            or config.diffusion.residual_scale <= 0):
+        raise ConfigError(f"{source}: sizes, steps, members, batch size, crop, learning rates and the residual scale "
+                          "must be positive")
     if config.train.crop % 2 or config.model.time_embedding % 2:
         raise ConfigError(f"{source}: train.crop and model.time_embedding must be even")
+    if config.diffusion.prior not in PRIORS:
+        raise ConfigError(f"{source}: diffusion.prior must be one of {', '.join(repr(p) for p in PRIORS)}, got "
+                          f"{config.diffusion.prior!r}")
+    if config.sampling.residual_clip <= 0:
+        raise ConfigError(f"{source}: sampling.residual_clip must be positive (units of diffusion.residual_scale)")
     if not 0.0 <= config.sampling.eta <= 1.0:
         raise ConfigError(f"{source}: sampling.eta must lie in [0, 1]")
     if config.sampling.num_steps > config.diffusion.timesteps:
@@ -173,14 +165,8 @@ def qpe_config_from_dict(raw: Mapping[str, Any], source: str = "config") -> Diff
 
 def load_qpe_config(path: str | Path) -> DiffusionQpeConfig:
     """Read a diffusion-QPE YAML file (see the module docstring)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist; start from configs/dualpol_diffusion_qpe.yaml")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {error}") from None
-    return qpe_config_from_dict(raw, str(path))
+    raw, source = read_yaml_mapping(path, "configs/dualpol_diffusion_qpe.yaml")
+    return qpe_config_from_dict(raw, source)
 
 
 def rain_to_state(rain: np.ndarray) -> np.ndarray:
@@ -193,6 +179,52 @@ def state_to_rain(state: np.ndarray) -> np.ndarray:
     """Inverse of :func:`rain_to_state`: state (clipped to [-1, 1]) -> rain rate in mm/h, float32 in [0, 200]."""
     clipped = np.clip(np.asarray(state, dtype=np.float64), -1.0, 1.0)
     return np.expm1((clipped + 1.0) / 2.0 * math.log1p(RAIN_MAX_MM_H)).astype(np.float32)
+
+
+def rain_to_residual(rain: np.ndarray, prior_rain: np.ndarray, scale: float) -> np.ndarray:
+    """Diffused variable ``(s(R) - s(R_prior)) / scale`` (float32, NaN where R is NaN); R, R_prior in mm/h."""
+    return ((rain_to_state(rain) - rain_to_state(prior_rain)) / scale).astype(np.float32)
+
+
+def residual_to_rain(residual: np.ndarray, prior_rain: np.ndarray, scale: float) -> np.ndarray:
+    """Inverse of :func:`rain_to_residual`: rain rate in mm/h, float32 in [0, 200] (the state is clipped to [-1, 1])."""
+    return state_to_rain(rain_to_state(prior_rain) + scale * np.asarray(residual, dtype=np.float32))
+
+
+@dataclasses.dataclass
+class RainDiffusionModel:
+    """A trained conditional denoiser with the rain law its diffused residual is taken over.
+
+    Attributes
+    ----------
+    network : :class:`~prediff.dualpol.diffusion_net.ConditionalDenoiser`.
+    prior : the R(Z, ZDR) law at 1 km (:data:`PRIOR_FEATURES`) fitted on the training frames, or None when the
+        rain state itself is diffused (``diffusion.prior: "none"``).
+    """
+
+    network: Any
+    prior: PowerLawRain | None
+
+    def prior_rain(self, condition: np.ndarray) -> np.ndarray | None:
+        """The prior law's rain rate from condition channels: (N, 6, H, W) in [0, 1] -> (N, H, W) float32 mm/h.
+
+        None without a prior law.
+        """
+        if self.prior is None:
+            return None
+        fields = {key: denormalise(condition[:, CONDITION_KEYS.index(key)], key) for key in self.prior.features}
+        return self.prior.predict(fields).astype(np.float32)
+
+
+def fit_prior(condition: np.ndarray, rain: np.ndarray) -> PowerLawRain:
+    """Least-squares R(Z, ZDR) law at 1 km (:func:`prediff.dualpol.qpe.fit_power_law`) on condition frames.
+
+    Parameters
+    ----------
+    condition : (N, 6, H, W) float32 in [0, 1] (:func:`condition_array`); rain : (N, H, W) mm/h.
+    """
+    fields = {key: denormalise(condition[:, CONDITION_KEYS.index(key)], key) for key in PRIOR_FEATURES}
+    return fit_power_law({**fields, RAIN: rain}, PRIOR_FEATURES, "R(Z, ZDR)")
 
 
 def condition_array(fields: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -257,16 +289,20 @@ def training_frames(root: str | Path, config: DiffusionQpeConfig,
 
 
 def train_denoiser(config: DiffusionQpeConfig, condition: np.ndarray, rain: np.ndarray,
-                   log: Callable[[str], None] = print, log_every: int = 100):
-    """Train a fresh denoiser on eps prediction (deterministic, see the module docstring).
+                   log: Callable[[str], None] = print, log_every: int = 100,
+                   snapshot: Callable[[int, "RainDiffusionModel"], None] | None = None):
+    """Fit the prior law (if any), then train a fresh denoiser on eps prediction (deterministic).
 
     Parameters
     ----------
     condition : (N, 6, H, W) float32 in [0, 1]; rain : (N, H, W) float32 mm/h, NaN = missing.
+    snapshot : optional ``snapshot(step, model)`` called every ``log_every`` steps (the weights at step k are
+        those of a k-step training with the same config).
 
     Returns
     -------
-    (network, history): history a list of (step, mean loss over the last ``log_every`` steps).
+    (model, history): a :class:`RainDiffusionModel` and a list of (step, mean loss over the last ``log_every``
+    steps).
     """
     from prediff.runtime import mindspore_module
 
@@ -275,56 +311,49 @@ def train_denoiser(config: DiffusionQpeConfig, condition: np.ndarray, rain: np.n
     ms.set_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     schedule = schedule_of(config)
-    network = build_denoiser(config)
-    optimizer = ms.nn.Adam(network.trainable_params(), learning_rate=settings.learning_rate)
-    state = rain_to_state(rain)
-
-    def loss_fn(noisy, cond, embedding, noise, valid):
-        error = (network(noisy, cond, embedding) - noise) ** 2
-        return (error * valid).sum() / ms.ops.maximum(valid.sum(), ms.Tensor(1.0, ms.float32))
-
-    gradient_fn = ms.value_and_grad(loss_fn, None, optimizer.parameters)
+    prior = None if config.diffusion.prior == "none" else fit_prior(condition, rain)
+    if prior is not None:
+        log(f"prior law {prior.describe()}")
+    model = RainDiffusionModel(build_denoiser(config), prior)
+    residual = (rain_to_state(rain) if prior is None
+                else rain_to_residual(rain, model.prior_rain(condition), config.diffusion.residual_scale))
     size = rain.shape[-1]
     crop = min(settings.crop, size)
-    history, recent, started = [], [], time.time()
-    network.set_train(True)
-    for step in range(1, settings.steps + 1):
-        batch = rng.choice(len(state), size=min(settings.batch_size, len(state)), replace=False)
+
+    def next_batch(_step):
+        batch = rng.choice(len(residual), size=min(settings.batch_size, len(residual)), replace=False)
         row, col = rng.integers(0, size - crop + 1, size=2)
-        clean = state[batch, None, row:row + crop, col:col + crop]
-        cond = condition[batch, :, row:row + crop, col:col + crop]
+        clean = residual[batch, None, row:row + crop, col:col + crop]
         timesteps = rng.integers(0, schedule.num_timesteps, size=len(batch))
         noise = rng.standard_normal(clean.shape).astype(np.float32)
-        valid = np.isfinite(clean).astype(np.float32)
-        noisy = schedule.q_sample(np.nan_to_num(clean, nan=-1.0), timesteps, noise)
-        loss, gradients = gradient_fn(ms.Tensor(noisy), ms.Tensor(cond),
-                                      ms.Tensor(timestep_embedding(timesteps, config.model.time_embedding)),
-                                      ms.Tensor(noise), ms.Tensor(valid))
-        optimizer(gradients)
-        recent.append(float(loss))
-        if step % log_every == 0 or step == settings.steps:
-            history.append((step, float(np.mean(recent))))
-            log(f"denoiser step {step}/{settings.steps}  loss {np.mean(recent):.4f}  ({time.time() - started:.0f} s)")
-            recent = []
-    network.set_train(False)
-    return network, history
+        noisy = schedule.q_sample(np.nan_to_num(clean, nan=0.0), timesteps, noise)
+        return (noisy, condition[batch, :, row:row + crop, col:col + crop],
+                timestep_embedding(timesteps, config.model.time_embedding), noise, np.isfinite(clean))
+
+    def loss_fn(noisy, cond, embedding, noise, valid):
+        return masked_mean_square(ms, model.network(noisy, cond, embedding) - noise, valid)
+
+    history = fit_adam(model.network, loss_fn, next_batch, settings.steps, settings.learning_rate, log, log_every,
+                       label="denoiser step", on_log=None if snapshot is None else lambda step: snapshot(step, model))
+    return model, history
 
 
-def sample_ensemble(network, config: DiffusionQpeConfig, condition: np.ndarray, members: int | None = None,
-                    seed: int | None = None, num_steps: int | None = None,
+def sample_ensemble(model: RainDiffusionModel, config: DiffusionQpeConfig, condition: np.ndarray,
+                    members: int | None = None, seed: int | None = None, num_steps: int | None = None,
                     progress: Callable[[float], None] | None = None) -> np.ndarray:
     """Draw an ensemble of rain fields with DDIM.
 
     Parameters
     ----------
-    network : trained :class:`ConditionalDenoiser`.
+    model : trained :class:`RainDiffusionModel`.
     condition : (N, 6, H, W) float32 in [0, 1] (:func:`condition_array`).
     members, seed, num_steps : override ``config.sampling`` (ensemble size M, noise seed, DDIM steps).
     progress : optional callback with the fraction done (0-1).
 
     Returns
     -------
-    (N, M, H, W) float32 rain rate in mm/h, each member from independent starting noise.
+    (N, M, H, W) float32 rain rate in mm/h, each member from independent starting noise; with a prior law, 0
+    where ZH at 1 km is "no echo".
     """
     from prediff.diffusion.ddim import DDIMSampler
     from prediff.runtime import mindspore_module
@@ -339,32 +368,45 @@ def sample_ensemble(network, config: DiffusionQpeConfig, condition: np.ndarray, 
     rng = np.random.default_rng(sampling.seed if seed is None else seed)
     condition = np.asarray(condition, dtype=np.float32)
     n, _, height, width = condition.shape
+    scale = config.diffusion.residual_scale
+    prior = model.prior_rain(condition)
     # every (frame, member) pair is one batch entry; the sampler works on (B, T, H, W, C) latents
     repeated = np.repeat(condition, members, axis=0)
+    if prior is None:
+        bounds = (-1.0, 1.0)
+    else:
+        # residuals within the training range whose rain state stays in [-1, 1]
+        prior_state = np.repeat(rain_to_state(prior), members, axis=0)[:, None, :, :, None]
+        limit = sampling.residual_clip
+        bounds = (np.maximum((-1.0 - prior_state) / scale, -limit), np.minimum((1.0 - prior_state) / scale, limit))
     sample = rng.standard_normal((n * members, 1, height, width, 1)).astype(np.float32)
     cond_tensor = ms.Tensor(repeated)
     alphas_cumprod = sampler.schedule.float64_tables()["alphas_cumprod"]
     for index, t in enumerate(sampler.timesteps):
         embedding = ms.Tensor(timestep_embedding(np.full(n * members, t), config.model.time_embedding))
-        eps = network(ms.Tensor(sample[..., 0]), cond_tensor, embedding).asnumpy()[..., None]
+        eps = model.network(ms.Tensor(sample[..., 0]), cond_tensor, embedding).asnumpy()[..., None]
         if config.sampling.clip_clean:
-            eps = _clipped_eps(sample, eps, alphas_cumprod[t])
+            eps = _clipped_eps(sample, eps, alphas_cumprod[t], *bounds)
         noise = rng.standard_normal(sample.shape).astype(np.float32) if sampler.eta > 0 else None
         sample = sampler.step(eps, index, sample, noise).prev_sample
         if progress is not None:
             progress((index + 1) / sampler.num_steps)
-    return state_to_rain(sample[:, 0, :, :, 0]).reshape(n, members, height, width)
+    diffused = sample[:, 0, :, :, 0].reshape(n, members, height, width)
+    if prior is None:
+        return state_to_rain(diffused)
+    ensemble = residual_to_rain(diffused, prior[:, None], scale)
+    return np.where(prior[:, None] > 0.0, ensemble, 0.0).astype(np.float32)
 
 
-def _clipped_eps(sample: np.ndarray, eps: np.ndarray, alpha_cumprod: float) -> np.ndarray:
-    """eps consistent with the predicted clean state clipped to [-1, 1] (static thresholding, Ho et al. 2020).
+def _clipped_eps(sample: np.ndarray, eps: np.ndarray, alpha_cumprod: float, low, high) -> np.ndarray:
+    """eps consistent with the predicted clean sample clipped to [low, high] (static thresholding, Ho et al. 2020).
 
-    A briefly trained denoiser predicts clean states outside the state range at high noise levels; DDIM then
-    carries them into the sample (rain far above 200 mm/h before the final clip). Recomputing eps from the
-    clipped prediction keeps the DDIM step unchanged otherwise.
+    A briefly trained denoiser predicts clean samples outside the valid range at high noise levels; DDIM then
+    carries them into the sample. Recomputing eps from the clipped prediction keeps the DDIM step unchanged
+    otherwise. ``low`` and ``high`` broadcast against ``sample``.
     """
     signal, spread = math.sqrt(alpha_cumprod), math.sqrt(1.0 - alpha_cumprod)
-    clean = np.clip((sample - spread * eps) / signal, -1.0, 1.0)
+    clean = np.clip((sample - spread * eps) / signal, low, high)
     return ((sample - signal * clean) / spread).astype(np.float32)
 
 
@@ -373,15 +415,24 @@ def ensemble_mean(ensemble: np.ndarray) -> np.ndarray:
     return np.asarray(ensemble, dtype=np.float32).mean(axis=1)
 
 
-def save_qpe_model(directory: str | Path, config: DiffusionQpeConfig, denoiser, merge=None) -> Path:
-    """Write ``denoiser.ckpt``, ``merge.ckpt`` (when given) and ``config.yaml`` into ``directory`` (atomically)."""
+def save_qpe_model(directory: str | Path, config: DiffusionQpeConfig, model: RainDiffusionModel,
+                   merge=None) -> Path:
+    """Write ``denoiser.ckpt``, ``prior_law.yaml`` (with a prior), ``merge.ckpt`` (when given) and ``config.yaml``."""
     from prediff.models.checkpoint import write_checkpoint
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    write_checkpoint({name: p.asnumpy() for name, p in denoiser.parameters_and_names()}, directory / DENOISER_FILE)
+    write_checkpoint({name: p.asnumpy() for name, p in model.network.parameters_and_names()},
+                     directory / DENOISER_FILE)
     if merge is not None:
         write_checkpoint({name: p.asnumpy() for name, p in merge.parameters_and_names()}, directory / MERGE_FILE)
+    if model.prior is None:
+        (directory / PRIOR_FILE).unlink(missing_ok=True)
+    else:
+        prior = {"name": model.prior.name, "features": list(model.prior.features),
+                 "coefficients": list(model.prior.coefficients), "intercept": model.prior.intercept}
+        with atomic_path(directory / PRIOR_FILE) as temporary:
+            temporary.write_text(yaml.safe_dump(prior, sort_keys=False))
     with atomic_path(directory / CONFIG_FILE) as temporary:
         temporary.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     return directory
@@ -408,21 +459,37 @@ def load_strict(network, path: Path) -> None:
         parameter.set_data(ms.Tensor(stored[name]))
 
 
+def load_prior(path: Path) -> PowerLawRain:
+    """Read the prior law written by :func:`save_qpe_model`."""
+    if not path.is_file():
+        raise CheckpointError(f"{path} (the prior rain law of the model) is missing; retrain the model with "
+                              "`prediff dualpol qpe --method diffusion --train ...`")
+    try:
+        raw = yaml.safe_load(path.read_text())
+        return PowerLawRain(str(raw["name"]), tuple(str(k) for k in raw["features"]),
+                            tuple(float(c) for c in raw["coefficients"]), float(raw["intercept"]))
+    except (yaml.YAMLError, KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"{path} is not a prior law file (name, features, coefficients, intercept): "
+                              f"{error}") from None
+
+
 def load_qpe_model(directory: str | Path):
-    """Load what :func:`save_qpe_model` wrote. Returns (denoiser, merge network or None, config)."""
+    """Load what :func:`save_qpe_model` wrote. Returns (:class:`RainDiffusionModel`, merge network or None, config)."""
     from prediff.dualpol.merge import build_merge
 
     directory = Path(directory)
     config = load_qpe_config(directory / CONFIG_FILE)
-    denoiser = build_denoiser(config)
-    load_strict(denoiser, directory / DENOISER_FILE)
-    denoiser.set_train(False)
+    network = build_denoiser(config)
+    load_strict(network, directory / DENOISER_FILE)
+    network.set_train(False)
+    prior = None if config.diffusion.prior == "none" else load_prior(directory / PRIOR_FILE)
+    model = RainDiffusionModel(network, prior)
     merge = None
     if (directory / MERGE_FILE).is_file():
         merge = build_merge(config.sampling.members)
         load_strict(merge, directory / MERGE_FILE)
         merge.set_train(False)
-    return denoiser, merge, config
+    return model, merge, config
 
 
 def score_rain_estimates(estimates: Mapping[str, np.ndarray], observation: np.ndarray,
@@ -449,7 +516,7 @@ def score_rain_estimates(estimates: Mapping[str, np.ndarray], observation: np.nd
     return results
 
 
-def fit_merge_on_training(denoiser, config: DiffusionQpeConfig, condition: np.ndarray, rain: np.ndarray,
+def fit_merge_on_training(model: RainDiffusionModel, config: DiffusionQpeConfig, condition: np.ndarray, rain: np.ndarray,
                           n_frames: int = 48, log: Callable[[str], None] = print):
     """Sample training ensembles and fit the learned merge (:func:`prediff.dualpol.merge.train_merge`) on them.
 
@@ -466,7 +533,6 @@ def fit_merge_on_training(denoiser, config: DiffusionQpeConfig, condition: np.nd
     (merge network, history) as :func:`prediff.dualpol.merge.train_merge`.
     """
     from prediff.dualpol.merge import train_merge
-    from prediff.dualpol.reader import denormalise
 
     rng = np.random.default_rng(config.train.seed + 1)
     frames = rng.choice(len(condition), size=min(int(n_frames), len(condition)), replace=False)
@@ -475,7 +541,7 @@ def fit_merge_on_training(denoiser, config: DiffusionQpeConfig, condition: np.nd
     cond = np.stack([condition[f, :, r:r + crop, c:c + crop] for f, (r, c) in zip(frames, corners)])
     truth = np.stack([rain[f, r:r + crop, c:c + crop] for f, (r, c) in zip(frames, corners)])
     log(f"sampling {len(frames)} training crops x {config.sampling.members} members for the merge")
-    ensemble = sample_ensemble(denoiser, config, cond, seed=config.sampling.seed + 1)
+    ensemble = sample_ensemble(model, config, cond, seed=config.sampling.seed + 1)
     # the first condition channel is ZH at 1 km, normalised
     reflectivity = denormalise(cond[:, 0], "dBZ")
     return train_merge(ensemble, reflectivity, truth, steps=config.train.merge_steps,
@@ -483,13 +549,26 @@ def fit_merge_on_training(denoiser, config: DiffusionQpeConfig, condition: np.nd
 
 
 def train_qpe_model(root: str | Path, config: DiffusionQpeConfig, directory: str | Path,
-                    log: Callable[[str], None] = print) -> Path:
-    """Train the denoiser and the merge on the train split of ``root`` and save both into ``directory``."""
+                    log: Callable[[str], None] = print, snapshot_every: int | None = None) -> Path:
+    """Train the denoiser and the merge on the train split of ``root`` and save both into ``directory``.
+
+    With ``snapshot_every`` the denoiser (without merge) is saved into ``directory`` every that many steps, its
+    ``config.yaml`` saying the steps done, so a training stopped early leaves a usable, reproducible model.
+    """
     condition, rain = training_frames(root, config, "train")
     log(f"training the denoiser on {len(rain)} frames of {rain.shape[-1]}x{rain.shape[-1]} pixels")
-    denoiser, _ = train_denoiser(config, condition, rain, log)
-    merge, _ = fit_merge_on_training(denoiser, config, condition, rain, log=log)
-    return save_qpe_model(directory, config, denoiser, merge)
+
+    def save_snapshot(step, model):
+        if step % snapshot_every == 0 and step < config.train.steps:
+            done = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=step))
+            save_qpe_model(directory, done, model)
+            (Path(directory) / MERGE_FILE).unlink(missing_ok=True)
+            log(f"saved the denoiser after {step} steps to {directory}")
+
+    model, _ = train_denoiser(config, condition, rain, log, log_every=min(100, snapshot_every or 100),
+                              snapshot=save_snapshot if snapshot_every else None)
+    merge, _ = fit_merge_on_training(model, config, condition, rain, log=log)
+    return save_qpe_model(directory, config, model, merge)
 
 
 def diffusion_qpe_experiment(root: str | Path, directory: str | Path,
@@ -510,7 +589,7 @@ def diffusion_qpe_experiment(root: str | Path, directory: str | Path,
     from prediff.dualpol.merge import merge_ensemble
     from prediff.dualpol.qpe import fit_estimators
 
-    denoiser, merge, config = load_qpe_model(directory)
+    model, merge, config = load_qpe_model(directory)
     test_processes = config.data.test_processes if test_processes is None else tuple(test_processes)
     train, test = split_processes(list_processes(root, CONDITION_KEYS[0]), test_processes)
     if not train or not test:
@@ -518,7 +597,7 @@ def diffusion_qpe_experiment(root: str | Path, directory: str | Path,
                         f"{len(train)} train and {len(test)} test processes")
     estimators = fit_estimators(load_frames(root, ("dBZ@1.0km", "ZDR@1.0km", RAIN), train), "1.0km")
     testing = load_frames(root, CONDITION_KEYS + (RAIN,), test, frame_step=frame_step)
-    ensemble = sample_ensemble(denoiser, config, condition_array(testing), members=members, progress=progress)
+    ensemble = sample_ensemble(model, config, condition_array(testing), members=members, progress=progress)
     estimates = {law.name: law.predict(testing).astype(np.float32) for law in estimators}
     estimates["diffusion mean"] = ensemble_mean(ensemble)
     if merge is not None and ensemble.shape[1] == merge.members:

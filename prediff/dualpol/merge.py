@@ -15,19 +15,18 @@ each pixel's ensemble statistics and the reflectivity and returns a convex combi
 
 from __future__ import annotations
 
-import time
 from typing import Callable
 
 import numpy as np
 
 from prediff.dualpol.diffusion_qpe import rain_to_state
 from prediff.dualpol.reader import normalise
+from prediff.dualpol.training_loop import fit_adam, masked_mean_square
 from prediff.errors import DataError
 from prediff.runtime import mindspore_module
 
 ms = mindspore_module()
 nn = ms.nn
-ops = ms.ops
 
 #: Hidden channels of the merge network.
 MERGE_HIDDEN = 16
@@ -97,29 +96,20 @@ def train_merge(ensemble: np.ndarray, reflectivity: np.ndarray, rain: np.ndarray
     rng = np.random.default_rng(seed)
     features, ordered = ensemble_features(ensemble, reflectivity)
     rain = np.asarray(rain, dtype=np.float32)
-    valid = np.isfinite(rain).astype(np.float32)[:, None]
+    valid = np.isfinite(rain)[:, None]
     truth = np.nan_to_num(rain, nan=0.0)[:, None]
     network = build_merge(ordered.shape[1])
-    optimizer = nn.Adam(network.trainable_params(), learning_rate=learning_rate)
+
+    def next_batch(_step):
+        batch = rng.choice(len(features), size=min(batch_size, len(features)), replace=False)
+        return features[batch], ordered[batch], truth[batch], valid[batch]
 
     def loss_fn(x, members, y, mask):
         merged = (network(x) * members).sum(axis=1, keepdims=True)
-        return (((merged - y) ** 2) * mask).sum() / ops.maximum(mask.sum(), ms.Tensor(1.0, ms.float32))
+        return masked_mean_square(ms, merged - y, mask)
 
-    gradient_fn = ms.value_and_grad(loss_fn, None, optimizer.parameters)
-    history, recent, started = [], [], time.time()
-    network.set_train(True)
-    for step in range(1, int(steps) + 1):
-        batch = rng.choice(len(features), size=min(batch_size, len(features)), replace=False)
-        loss, gradients = gradient_fn(ms.Tensor(features[batch]), ms.Tensor(ordered[batch]), ms.Tensor(truth[batch]),
-                                      ms.Tensor(valid[batch]))
-        optimizer(gradients)
-        recent.append(float(loss))
-        if step % log_every == 0 or step == steps:
-            history.append((step, float(np.mean(recent))))
-            log(f"merge step {step}/{steps}  MSE {np.mean(recent):.3f} (mm/h)^2  ({time.time() - started:.0f} s)")
-            recent = []
-    network.set_train(False)
+    history = fit_adam(network, loss_fn, next_batch, steps, learning_rate, log, log_every, label="merge step",
+                       loss_name="MSE (mm/h)^2")
     return network, history
 
 

@@ -38,6 +38,9 @@ NOWCAST_EVENTS: tuple[tuple[float, float], ...] = ((35.0, np.inf),)
 #: Rain-rate classes of the QPE evaluation (mm/h).
 RAIN_CLASSES: tuple[tuple[float, float], ...] = ((0.1, 30.0), (30.0, 50.0), (50.0, np.inf))
 COUNT_NAMES = ("hits", "misses", "false_alarms", "correct_negatives")
+#: Per-lead-time sums of the continuous scores' state.
+CONTINUOUS_SUMS = ("count", "sum_squared_error", "sum_error", "sum_observation", "sum_relative_error",
+                   "count_relative")
 
 
 def _pair(prediction, observation, n_lead_times: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -76,15 +79,18 @@ def continuous_accum(state: dict, prediction, observation) -> None:
     state["count_relative"] += relative.sum(axis=axes)
 
 
+def _merged(first: dict, second: dict, summed: Sequence[str]) -> dict:
+    """A state whose ``summed`` arrays are the sums of both; every other entry (the settings) must agree."""
+    different = sorted(key for key in first.keys() - set(summed) if not np.array_equal(first[key], second[key]))
+    if different or first.keys() != second.keys():
+        raise ConfigError(f"cannot merge score states with different settings ({', '.join(different) or 'keys'}); "
+                          "accumulate both with the same *_init arguments")
+    return {**first, **{name: first[name] + second[name] for name in summed}}
+
+
 def continuous_merge(first: dict, second: dict) -> dict:
     """Return a state holding both accumulations (same lead times and ``min_observation``)."""
-    if first["n_lead_times"] != second["n_lead_times"] or first["min_observation"] != second["min_observation"]:
-        raise ConfigError("cannot merge continuous score states with different lead times or MRE thresholds")
-    merged = dict(first)
-    for key in ("count", "sum_squared_error", "sum_error", "sum_observation", "sum_relative_error",
-                "count_relative"):
-        merged[key] = first[key] + second[key]
-    return merged
+    return _merged(first, second, CONTINUOUS_SUMS)
 
 
 def continuous_compute(state: dict) -> dict:
@@ -93,9 +99,8 @@ def continuous_compute(state: dict) -> dict:
         return {"MSE": safe_ratio(sse, count), "MRE": safe_ratio(sre, cr), "RBIAS": safe_ratio(se, so),
                 "count": count}
 
-    keys = ("count", "sum_squared_error", "sum_error", "sum_observation", "sum_relative_error", "count_relative")
-    return {"per_lead_time": scores(*(state[k] for k in keys)),
-            "all": {name: float(value) for name, value in scores(*(state[k].sum() for k in keys)).items()}}
+    return {"per_lead_time": scores(*(state[k] for k in CONTINUOUS_SUMS)),
+            "all": {name: float(value) for name, value in scores(*(state[k].sum() for k in CONTINUOUS_SUMS)).items()}}
 
 
 def categorical_init(events: Sequence[tuple[float, float]], n_lead_times: int = 1,
@@ -137,13 +142,7 @@ def categorical_accum(state: dict, prediction, observation) -> None:
 
 def categorical_merge(first: dict, second: dict) -> dict:
     """Return a state holding the counts of both (same events, windows and lead times)."""
-    if (not np.array_equal(first["events"], second["events"]) or first["window_sizes"] != second["window_sizes"]
-            or first["n_lead_times"] != second["n_lead_times"]):
-        raise ConfigError("cannot merge contingency counts with different events, windows or lead times")
-    merged = dict(first)
-    for name in COUNT_NAMES:
-        merged[name] = first[name] + second[name]
-    return merged
+    return _merged(first, second, COUNT_NAMES)
 
 
 def categorical_compute(state: dict) -> dict:

@@ -24,11 +24,16 @@ size distribution, diameters 0.05-8 mm in 0.05 mm bins; formulas and sources in 
 Storms (one *process* per ``data_dir``): convective cells (Gaussian cores, radius 6-20 km) that are born, grow
 and decay (``sin`` life cycle of 60-240 minutes) while moving with a steering wind plus their own drift, over
 advected, slowly evolving stratiform rain (smooth random fields). Storm intensity sets the DSD (stronger rain:
-larger D0 and Nw, convective rain larger D0), with independent smooth DSD fluctuations so that ZDR carries
-information that ZH alone does not; growing cells have larger drops (size sorting in young updrafts), and the ice
-aloft of a cell leads its rain below by 12 minutes. Heights: 1 km rain, 3 km rain with on average slightly smaller
-and more numerous drops plus independent smooth DSD changes (evaporation, coalescence, break-up between the two
-levels), 7 km snow. The rain rate file is the 1 km rain rate.
+larger D0 and Nw), with independent smooth DSD fluctuations so that ZDR carries information that ZH alone does
+not. Each cell's **updraft** starts 18 minutes before its rain reaches 1 km and dies when the rain peaks; its
+strength is the cell's peak intensity. The updraft leaves two dual-pol signatures that precede the reflectivity
+growth (Kumjian et al. 2014, J. Appl. Meteor. Climatol. 53, 1820; Snyder et al. 2015, Wea. Forecasting 30,
+1819): a **ZDR / KDP column** at 7 km (supercooled drops lofted above the melting layer, :func:`lofted_drops`)
+and **size sorting** in the rain below (larger, fewer drops at nearly the same ZH: a high ZDR for the ZH,
+:func:`size_sorted_dsd`). The ice aloft of a cell leads its rain below by 12 minutes. Heights: 1 km rain, 3 km
+rain with on average slightly smaller and more numerous drops plus independent smooth DSD changes (evaporation,
+coalescence, break-up between the two levels), 7 km snow (plus the lofted drops). The rain rate file is the 1 km
+rain rate.
 
 Determinism: process ``p`` of a seed draws from ``SeedSequence(seed, spawn_key=(p,))``, so a corpus of 4
 processes is the first 4 processes of a corpus of 40 with the same seed, grid size and frame count.
@@ -66,6 +71,16 @@ DIAMETERS_MM = np.arange(DIAMETER_STEP_MM, 8.0 + 1e-9, DIAMETER_STEP_MM)
 DOMAIN_KM = 256.0
 #: Pixels below this storm intensity are dry ("no echo": 0 dBZ, 0 dB, 0 deg/km, 0 mm/h).
 RAIN_THRESHOLD_INTENSITY = 0.06
+#: Frames (6 min each) by which a cell's updraft precedes its rain at 1 km: ZDR / KDP columns appear 10-20 min
+#: before the reflectivity core intensifies (Kumjian et al. 2014; Snyder et al. 2015).
+UPDRAFT_LEAD_FRAMES = 3
+#: Updraft core radius as a fraction of the rain core's.
+UPDRAFT_RADIUS_FRACTION = 0.6
+#: Relative D0 increase of size-sorted rain per unit updraft strength (at constant reflectivity, see
+#: :func:`size_sorted_dsd`).
+SIZE_SORTING_D0_GAIN = 0.4
+#: Updraft strength above which supercooled drops are lofted to 7 km (a ZDR column is drawn).
+COLUMN_UPDRAFT_MIN = 0.1
 
 
 def dielectric_factor(permittivity: complex) -> complex:
@@ -210,8 +225,8 @@ def radar_observables(nw, d0_mm, mu, hydrometeor: str = "rain") -> dict[str, np.
 
     Returns
     -------
-    dict of float64 arrays of that shape: ``zh_dbz``, ``zdr_db``, ``kdp`` (deg/km), ``water_content`` (g m^-3),
-    ``rain_rate`` (mm/h).
+    dict of float64 arrays of that shape: ``z_h``, ``z_v`` (mm^6 m^-3), ``zh_dbz``, ``zdr_db``, ``kdp`` (deg/km),
+    ``water_content`` (g m^-3), ``rain_rate`` (mm/h).
     """
     tables = _observable_tables(hydrometeor)
     nw = np.asarray(nw, dtype=np.float64)
@@ -219,21 +234,83 @@ def radar_observables(nw, d0_mm, mu, hydrometeor: str = "rain") -> dict[str, np.
                        np.clip(mu, _TABLE_MU[0], _TABLE_MU[-1])], axis=-1)
     per_nw = {name: table(points) for name, table in tables.items()}
     with np.errstate(divide="ignore"):
-        return {"zh_dbz": 10.0 * np.log10(nw * per_nw["z_h"]), "zdr_db": 10.0 * np.log10(per_nw["z_h"] / per_nw["z_v"]),
+        return {"z_h": nw * per_nw["z_h"], "z_v": nw * per_nw["z_v"],
+                "zh_dbz": 10.0 * np.log10(nw * per_nw["z_h"]), "zdr_db": 10.0 * np.log10(per_nw["z_h"] / per_nw["z_v"]),
                 "kdp": nw * per_nw["kdp"], "water_content": nw * per_nw["water_content"],
                 "rain_rate": nw * per_nw["rain_rate"]}
 
 
+def combine_populations(first: dict[str, np.ndarray], second: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Observables of two particle populations in the same volume (e.g. snow and lofted drops).
+
+    Reflectivity factors (linear, mm^6 m^-3), KDP, water content and rain rate add; ZH and ZDR are recomputed
+    from the summed ``z_h`` and ``z_v``. Inputs and output: dicts as returned by :func:`radar_observables`.
+    """
+    total = {name: first[name] + second[name] for name in ("z_h", "z_v", "kdp", "water_content", "rain_rate")}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        total["zh_dbz"] = 10.0 * np.log10(total["z_h"])
+        total["zdr_db"] = 10.0 * np.log10(total["z_h"] / total["z_v"])
+    return total
+
+
+def size_sorted_dsd(log_nw, d0_mm, updraft) -> tuple[np.ndarray, np.ndarray]:
+    """Size sorting under an updraft: larger and fewer drops at (nearly) the same reflectivity.
+
+    Young cells rain few large drops first: the updraft holds the small ones aloft, so the surface DSD has a
+    large D0 and a low Nw, i.e. a high ZDR for its ZH (Kumjian & Ryzhkov 2012, J. Atmos. Sci. 69, 2042:
+    ZDR enhanced by up to ~1 dB where sparse large drops dominate;
+    Kumjian et al. 2014). D0 grows by ``1 + SIZE_SORTING_D0_GAIN updraft`` (0.4) and, since ``Z ~ Nw D0^7`` for a
+    normalised gamma DSD, ``log10 Nw`` drops by 7 times the log of that factor, which keeps ZH within a few tenths
+    of a dB while ZDR rises (about +0.7 dB at full updraft) and the rain rate falls (``R ~ Nw D0^4.67``).
+
+    Parameters
+    ----------
+    log_nw : log10 Nw (Nw in mm^-1 m^-3); d0_mm : D0 (mm); updraft : strength in [0, 1]. Arrays broadcast.
+
+    Returns
+    -------
+    (log_nw, d0_mm) float64 arrays of the broadcast shape.
+    """
+    factor = 1.0 + SIZE_SORTING_D0_GAIN * np.asarray(updraft, dtype=np.float64)
+    return np.asarray(log_nw, dtype=np.float64) - 7.0 * np.log10(factor), np.asarray(d0_mm, dtype=np.float64) * factor
+
+
+def lofted_drops(updraft) -> dict[str, np.ndarray]:
+    """Observables of the supercooled raindrops an updraft lofts above the melting layer (a ZDR column at 7 km).
+
+    Few, large drops (``log10 Nw = 2.0 + 0.6 w``, ``D0 = 1.6 + 1.2 w`` mm, mu = 1; w the updraft strength) give
+    ZDR of 2-3 dB and a KDP of a few tenths of deg/km at moderate ZH, where the snow around them has ZDR ~ 0.2 dB
+    (ZDR and KDP columns: Kumjian et al. 2014; Snyder et al. 2015). Where ``w < COLUMN_UPDRAFT_MIN`` there are
+    none (all observables 0).
+
+    Parameters
+    ----------
+    updraft : (H, W) updraft strength in [0, 1].
+
+    Returns
+    -------
+    dict as :func:`radar_observables` (rain rate 0: the drops are held aloft).
+    """
+    updraft = np.asarray(updraft, dtype=np.float64)
+    present = updraft >= COLUMN_UPDRAFT_MIN
+    drops = radar_observables(np.where(present, 10.0 ** (2.0 + 0.6 * updraft), 0.0), 1.6 + 1.2 * updraft,
+                              np.ones_like(updraft), "rain")
+    drops["rain_rate"] = np.zeros_like(updraft)
+    return drops
+
+
 @dataclasses.dataclass(frozen=True)
 class ConvectiveCell:
-    """One convective cell: a Gaussian core with a ``sin`` life cycle, moving at constant velocity.
+    """One convective cell: an updraft, then a Gaussian rain core with a ``sin`` life cycle, moving at constant velocity.
 
     Attributes
     ----------
     x0_km, y0_km : position at frame 0 (km from the domain's lower-left corner).
     u_km_frame, v_km_frame : displacement per frame (km).
-    birth_frame : frame index of birth (may be negative); lifetime_frames : duration of the life cycle.
-    peak : peak intensity in (0, 1]; radius_km : Gaussian e-folding radius.
+    birth_frame : frame index at which rain starts at 1 km (may be negative); lifetime_frames : duration of the rain
+        life cycle.
+    peak : peak intensity in (0, 1], also the peak updraft strength; radius_km : Gaussian e-folding radius of the
+        rain core (the updraft core is ``UPDRAFT_RADIUS_FRACTION`` of it).
     """
 
     x0_km: float
@@ -245,12 +322,25 @@ class ConvectiveCell:
     peak: float
     radius_km: float
 
-    def amplitude(self, frame: float) -> tuple[float, float]:
-        """(intensity, growth rate sign weight in [0, 1]) at ``frame``; 0 outside the life cycle."""
+    def amplitude(self, frame: float) -> float:
+        """Rain-core intensity in [0, peak] at ``frame``: ``peak sin(pi phase)``, 0 outside the life cycle."""
         phase = (frame - self.birth_frame) / self.lifetime_frames
         if not 0.0 <= phase <= 1.0:
-            return 0.0, 0.0
-        return self.peak * math.sin(math.pi * phase), max(math.cos(math.pi * phase), 0.0)
+            return 0.0
+        return self.peak * math.sin(math.pi * phase)
+
+    def updraft(self, frame: float) -> float:
+        """Updraft strength in [0, peak] at ``frame``.
+
+        The updraft starts ``UPDRAFT_LEAD_FRAMES`` before the rain reaches 1 km and dies when the rain core peaks
+        (the mature stage, when the downdraft takes over): ``peak sin(pi phase)`` over that span. A strong updraft
+        announces a strong cell, so its strength is the cell's peak intensity.
+        """
+        start = self.birth_frame - UPDRAFT_LEAD_FRAMES
+        phase = (frame - start) / (UPDRAFT_LEAD_FRAMES + 0.5 * self.lifetime_frames)
+        if not 0.0 <= phase <= 1.0:
+            return 0.0
+        return self.peak * math.sin(math.pi * phase)
 
 
 def _smooth_noise(rng: np.random.Generator, size: int, sigma_px: float) -> np.ndarray:
@@ -326,36 +416,39 @@ def simulate_process(process: int, n_frames: int = 40, grid_size: int = 256, see
 
     def convective(frame: float) -> tuple[np.ndarray, np.ndarray]:
         intensity = np.zeros((grid_size, grid_size))
-        growth = np.zeros((grid_size, grid_size))
+        updraft = np.zeros((grid_size, grid_size))
         for cell in cells:
-            amplitude, growing = cell.amplitude(frame)
-            if amplitude <= 0.0:
+            amplitude, strength = cell.amplitude(frame), cell.updraft(frame)
+            if amplitude <= 0.0 and strength <= 0.0:
                 continue
             distance_sq = ((x_km - cell.x0_km - cell.u_km_frame * frame) ** 2
                            + (y_km - cell.y0_km - cell.v_km_frame * frame) ** 2)
-            core = amplitude * np.exp(-distance_sq / (2.0 * cell.radius_km ** 2))
-            growth = np.where(core > intensity, growing, growth)
-            intensity = np.maximum(intensity, core)
-        return intensity, growth
+            intensity = np.maximum(intensity, amplitude * np.exp(-distance_sq / (2.0 * cell.radius_km ** 2)))
+            updraft_radius_km = UPDRAFT_RADIUS_FRACTION * cell.radius_km
+            updraft = np.maximum(updraft, strength * np.exp(-distance_sq / (2.0 * updraft_radius_km ** 2)))
+        return intensity, updraft
 
     for frame in range(n_frames):
         stratiform = 0.35 * np.clip(stratiform_noise.at(frame, shift_px) * 0.5 + stratiform_level, 0.0, 1.0)
         fields_by_height = {}
-        # ice aloft of a cell leads its rain below: the upper level sees the life cycle 12 minutes (2 frames) ahead
-        cells_now, cells_ahead = convective(frame), convective(frame + 2.0)
+        # ice aloft of a cell leads its rain below: the upper level sees the life cycle 12 minutes (2 frames) ahead;
+        # the updraft (one field for all heights) leads the rain by UPDRAFT_LEAD_FRAMES
+        (conv_now, updraft), (conv_ahead, _) = convective(frame), convective(frame + 2.0)
         for height in HEIGHTS:
-            conv, growth = cells_ahead if height == "7.0km" else cells_now
+            conv = conv_ahead if height == "7.0km" else conv_now
             intensity = 1.0 - (1.0 - conv) * (1.0 - stratiform)
             convective_share = conv / np.maximum(conv + stratiform, 1e-6)
             log_nw = 3.1 + 0.9 * intensity + 0.25 * nw_noise.at(frame, shift_px)
-            d0 = (0.85 + 1.1 * intensity + 0.35 * convective_share + 0.45 * growth * conv
-                  + 0.12 * d0_noise.at(frame, shift_px))
+            d0 = 0.85 + 1.2 * intensity + 0.12 * d0_noise.at(frame, shift_px)
             mu = mean_mu + 1.0 * mu_noise.at(frame, shift_px)
             wet = intensity > RAIN_THRESHOLD_INTENSITY
             if height == "7.0km":
                 # the share of condensate lofted above the melting layer grows with the updraft (convective share)
-                obs = radar_observables(10.0 ** log_nw * (0.15 + 0.5 * convective_share), d0, mu, "snow")
+                snow = radar_observables(10.0 ** log_nw * (0.15 + 0.5 * convective_share), d0, mu, "snow")
+                obs = combine_populations(snow, lofted_drops(updraft))
+                wet = wet | (updraft >= COLUMN_UPDRAFT_MIN)
             else:
+                log_nw, d0 = size_sorted_dsd(log_nw, d0, updraft)
                 if height == "3.0km":
                     log_nw = log_nw + 0.05 + 0.15 * fall_nw_noise.at(frame, shift_px)
                     d0 = d0 * (0.95 + 0.06 * fall_d0_noise.at(frame, shift_px))

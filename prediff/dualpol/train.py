@@ -22,17 +22,18 @@ The checkpoint is written as ``<name>.ckpt`` with its configuration beside it as
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import yaml
 
+from prediff.dualpol.config_io import read_yaml_mapping, sections_from_dict, sections_to_dict
 from prediff.dualpol.reader import (DEFAULT_TEST_PROCESSES, HEIGHTS, VARIABLES, NjuCpolDataset, denormalise,
                                     field_key, list_processes, normalise, split_processes, variable_of)
 from prediff.dualpol.scores import (NOWCAST_EVENTS, categorical_accum, categorical_compute, categorical_init,
                                     continuous_accum, continuous_compute, continuous_init)
+from prediff.dualpol.training_loop import fit_adam, masked_mean_square
 from prediff.errors import CheckpointError, ConfigError
 from prediff.io_utils import atomic_path
 
@@ -96,50 +97,15 @@ class NowcastConfig:
 
     def to_dict(self) -> dict:
         """Plain-Python form (lists, numbers, strings) for YAML."""
-        def plain(section):
-            return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(section).items()}
-        return {"data": plain(self.data), "model": plain(self.model), "train": plain(self.train)}
+        return sections_to_dict(self)
 
 
 _SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 
 
-def _convert(value: Any, default: Any, where: str) -> Any:
-    try:
-        if isinstance(default, tuple):
-            if not isinstance(value, (list, tuple)):
-                raise TypeError
-            return tuple(type(default[0])(v) if default else v for v in value)
-        if isinstance(default, bool) or isinstance(default, str):
-            if not isinstance(value, type(default)):
-                raise TypeError
-            return value
-        return type(default)(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where} = {value!r} has the wrong type; expected like {default!r}") from None
-
-
 def config_from_dict(raw: Mapping[str, Any], source: str = "config") -> NowcastConfig:
     """Check and convert a configuration mapping (unknown keys and wrong types raise ConfigError)."""
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{source} must be a mapping with sections {', '.join(_SECTIONS)}")
-    unknown = set(raw) - set(_SECTIONS)
-    if unknown:
-        raise ConfigError(f"{source}: unknown section(s) {', '.join(sorted(unknown))}; valid: {', '.join(_SECTIONS)}")
-    sections = {}
-    for name, cls in _SECTIONS.items():
-        given = raw.get(name) or {}
-        if not isinstance(given, Mapping):
-            raise ConfigError(f"{source}: section {name} must be a mapping")
-        defaults = cls()
-        fields = {f.name for f in dataclasses.fields(cls)}
-        extra = set(given) - fields
-        if extra:
-            raise ConfigError(f"{source}: unknown key(s) {', '.join(sorted(extra))} in {name}; valid: "
-                              f"{', '.join(sorted(fields))}")
-        sections[name] = cls(**{key: _convert(value, getattr(defaults, key), f"{name}.{key}")
-                                for key, value in given.items()})
-    config = NowcastConfig(**sections)
+    config = NowcastConfig(**sections_from_dict(raw, _SECTIONS, source))
     _check(config, source)
     return config
 
@@ -168,14 +134,8 @@ def _check(config: NowcastConfig, source: str) -> None:
 
 def load_config(path: str | Path) -> NowcastConfig:
     """Read a dual-pol nowcasting YAML file (see the module docstring)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist; start from configs/dualpol.yaml")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {error}") from None
-    return config_from_dict(raw, str(path))
+    raw, source = read_yaml_mapping(path, "configs/dualpol.yaml")
+    return config_from_dict(raw, source)
 
 
 def window_arrays(dataset: NjuCpolDataset, index: int, config: NowcastConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -225,17 +185,16 @@ def build_network(config: NowcastConfig):
                        se_reduction=config.model.se_reduction)
 
 
-def _masked_mse(ms, prediction, target, valid):
-    return (((prediction - target) ** 2) * valid).sum() / ms.ops.maximum(valid.sum(), ms.Tensor(1.0, ms.float32))
-
-
 def train_network(config: NowcastConfig, inputs: np.ndarray, targets: np.ndarray,
-                  log: Callable[[str], None] = print, log_every: int = 25):
+                  log: Callable[[str], None] = print, log_every: int = 25,
+                  snapshot: Callable[[int, Any], None] | None = None):
     """Train a fresh network with Adam on random crops (deterministic, see the module docstring).
 
     Parameters
     ----------
     inputs : (N, C, H, W) float32 in [0, 1]; targets : (N, n_target, H, W) float32, NaN = missing.
+    snapshot : optional ``snapshot(step, network)`` called every ``log_every`` steps; the weights at step k are
+        those of a k-step training with the same config (constant learning rate, same batch sequence).
 
     Returns
     -------
@@ -248,30 +207,20 @@ def train_network(config: NowcastConfig, inputs: np.ndarray, targets: np.ndarray
     ms.set_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     network = build_network(config)
-    optimizer = ms.nn.Adam(network.trainable_params(), learning_rate=settings.learning_rate)
-
-    def loss_fn(x, y, valid):
-        return _masked_mse(ms, network(x), y, valid)
-
-    gradient_fn = ms.value_and_grad(loss_fn, None, optimizer.parameters)
     size = inputs.shape[-1]
     crop = min(settings.crop, size)
-    history, recent, started = [], [], time.time()
-    network.set_train(True)
-    for step in range(1, settings.steps + 1):
+
+    def next_batch(_step):
         batch = rng.choice(len(inputs), size=min(settings.batch_size, len(inputs)), replace=False)
         row, col = rng.integers(0, size - crop + 1, size=2)
-        x = inputs[batch, :, row:row + crop, col:col + crop]
         y = targets[batch, :, row:row + crop, col:col + crop]
-        valid = np.isfinite(y).astype(np.float32)
-        loss, gradients = gradient_fn(ms.Tensor(x), ms.Tensor(np.nan_to_num(y, nan=0.0)), ms.Tensor(valid))
-        optimizer(gradients)
-        recent.append(float(loss))
-        if step % log_every == 0 or step == settings.steps:
-            history.append((step, float(np.mean(recent))))
-            log(f"step {step}/{settings.steps}  loss {np.mean(recent):.5f}  ({time.time() - started:.0f} s)")
-            recent = []
-    network.set_train(False)
+        return inputs[batch, :, row:row + crop, col:col + crop], np.nan_to_num(y, nan=0.0), np.isfinite(y)
+
+    def loss_fn(x, y, valid):
+        return masked_mean_square(ms, network(x) - y, valid)
+
+    history = fit_adam(network, loss_fn, next_batch, settings.steps, settings.learning_rate, log, log_every,
+                       on_log=None if snapshot is None else lambda step: snapshot(step, network))
     return network, history
 
 
