@@ -84,6 +84,7 @@ def main() -> int:
             shutil.rmtree(previous)
         if DEMO_MODEL_DIR.exists():
             DEMO_MODEL_DIR.rename(previous)
+        staging.chmod(0o755)  # mkdtemp makes it private
         staging.rename(DEMO_MODEL_DIR)
         if previous.exists():
             shutil.rmtree(previous)
