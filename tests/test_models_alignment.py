@@ -18,7 +18,7 @@ from prediff.runtime import mindspore_module
 
 ms = mindspore_module()
 
-from prediff.models.alignment import NoisyCuboidTransformerEncoder  # noqa: E402  (after MindSpore setup)
+from prediff.models.alignment import AttentionPool, NoisyCuboidTransformerEncoder  # noqa: E402  (after MindSpore setup)
 from prediff.models.checkpoint import load_network  # noqa: E402
 
 Tensor = ms.Tensor
@@ -102,3 +102,22 @@ def test_unsupported_features_raise_config_error(key, value):
 def test_t_out_beyond_input_frames_raises_config_error():
     with pytest.raises(ConfigError, match="t_out"):
         NoisyCuboidTransformerEncoder(**_tiny_kwargs(t_out=9))
+
+
+def test_numpy_attention_pool_matches_composed_operators_with_gradients():
+    pool = AttentionPool(6, 8, 2, 3)
+    rng = np.random.default_rng(0)
+    tokens = Tensor(rng.standard_normal((4, 6, 8)).astype(np.float32))
+    seed_grad = Tensor(rng.standard_normal((4, 3)).astype(np.float32))
+    results = []
+    for forward in (pool, pool.composed):
+        def loss(x, forward=forward):
+            return (forward(x) * seed_grad).sum()
+
+        value, grads = ms.value_and_grad(loss, grad_position=0, weights=pool.trainable_params())(tokens)
+        results.append((float(value), [grads[0].asnumpy()] + [g.asnumpy() for g in grads[1]]))
+    (value, grads), (reference_value, reference_grads) = results
+    assert abs(value - reference_value) < 1e-5
+    assert len(grads) == len(reference_grads) == 6  # tokens + five parameters
+    for got, want in zip(grads, reference_grads):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(want).max()))

@@ -21,6 +21,7 @@ ms = mindspore_module()
 from prediff.models import blocks, cuboid  # noqa: E402  (after MindSpore setup)
 from prediff.models.checkpoint import load_network  # noqa: E402
 from prediff.models.earthformer_unet import CuboidTransformerUNet  # noqa: E402
+from prediff.train.randomness import SeededDropout  # noqa: E402
 
 Tensor = ms.Tensor
 
@@ -189,21 +190,24 @@ def _randomise(net, seed):
             parameter.set_data(Tensor(0.3 * rng.standard_normal(parameter.shape).astype(np.float32)))
 
 
-def _fused_and_composed(layer, inputs, seed_grad, flags):
+def _fused_and_composed(layer, inputs, seed_grad, dropout=None):
     """Loss and gradients (inputs, parameters) of ``layer`` on its fused path and on its composed path.
 
-    The composed path is the training-with-dropout path; the layer is built with zero dropout rates so the
-    dropout cells are identities, and ``flags`` (attribute names) are raised to force that path.
+    The composed path (``layer.composed``) builds the layer from its individual cells with MindSpore autodiff.
+    With ``dropout`` (a :class:`SeededDropout` attached to the layer) both run in training mode and draw the
+    same masks, so they must agree exactly as without dropout.
     """
-    def loss(*args):
-        return (layer(*args) * seed_grad).sum()
-
     results = []
-    for composed in (False, True):
-        layer.set_train(composed)
-        for flag in flags:
-            setattr(layer, flag, 0.5 if composed else 0.0)
+    for forward in (layer, layer.composed):
+        def loss(*args):
+            return (forward(*args) * seed_grad).sum()
+
+        layer.set_train(dropout is not None)
+        if dropout is not None:
+            dropout.begin_step(7)
         value = float(loss(*inputs))
+        if dropout is not None:
+            dropout.begin_step(7)
         grads = ms.grad(loss, grad_position=tuple(range(len(inputs))), weights=layer.trainable_params())(*inputs)
         results.append((value, grads))
     return results
@@ -220,32 +224,105 @@ def _assert_same(results):
         np.testing.assert_allclose(got.asnumpy(), want, rtol=1e-3, atol=1e-4 * max(1.0, np.abs(want).max()))
 
 
-def test_fused_feed_forward_matches_composed_layers():
-    layer = blocks.PositionwiseFFN(8, 32, 0.0, "gelu")
+def _seeded_dropout(layer):
+    dropout = SeededDropout(3)
+    assert dropout.attach(layer) > 0
+    return dropout
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.3])
+def test_fused_feed_forward_matches_composed_layers(rate):
+    layer = blocks.PositionwiseFFN(8, 32, rate, "gelu")
     _randomise(layer, 0)
-    _assert_same(_fused_and_composed(layer, [_random((2, 3, 4, 5, 8), 1)], _random((2, 3, 4, 5, 8), 2),
-                                     ["dropout_rate"]))
+    dropout = _seeded_dropout(layer) if rate else None
+    _assert_same(_fused_and_composed(layer, [_random((2, 3, 4, 5, 8), 1)], _random((2, 3, 4, 5, 8), 2), dropout))
 
 
-@pytest.mark.parametrize("channels, out_channels, emb_channels", [(8, 8, 16), (5, 8, None)])
-def test_fused_res_block_matches_composed_layers(channels, out_channels, emb_channels):
-    layer = blocks.TimeEmbedResBlock(channels, out_channels, emb_channels=emb_channels, dropout=0.0)
+@pytest.mark.parametrize("channels, out_channels, emb_channels, rate", [(8, 8, 16, 0.0), (5, 8, None, 0.0),
+                                                                        (8, 16, 12, 0.3)])
+def test_fused_res_block_matches_composed_layers(channels, out_channels, emb_channels, rate):
+    layer = blocks.TimeEmbedResBlock(channels, out_channels, emb_channels=emb_channels, dropout=rate)
     _randomise(layer, 0)
     inputs = [_random((2, 3, 4, 4, channels), 1)]
     if emb_channels:
         inputs.append(_random((2, emb_channels), 2))
-    _assert_same(_fused_and_composed(layer, inputs, _random((2, 3, 4, 4, out_channels), 3), ["dropout_rate"]))
+    dropout = _seeded_dropout(layer) if rate else None
+    _assert_same(_fused_and_composed(layer, inputs, _random((2, 3, 4, 4, out_channels), 3), dropout))
 
 
-@pytest.mark.parametrize("axis", [1, 2, 3])
-def test_fused_attention_layer_matches_composed_layers(axis):
+@pytest.mark.parametrize("axis, attn_drop, proj_drop", [(1, 0.0, 0.0), (2, 0.0, 0.0), (3, 0.0, 0.0),
+                                                        (1, 0.3, 0.2), (2, 0.3, 0.0), (3, 0.0, 0.2)])
+def test_fused_attention_layer_matches_composed_layers(axis, attn_drop, proj_drop):
     grid = (3, 4, 5)
     size = [1, 1, 1]
     size[axis - 1] = grid[axis - 1]
-    layer = cuboid.AxialSelfAttention(8, 2, tuple(size), axis)
+    layer = cuboid.AxialSelfAttention(8, 2, tuple(size), axis, attn_drop=attn_drop, proj_drop=proj_drop)
     _randomise(layer, axis)
-    _assert_same(_fused_and_composed(layer, [_random((2, *grid, 8), 1)], _random((2, *grid, 8), 2),
-                                     ["attn_drop_rate", "proj_drop_rate"]))
+    dropout = _seeded_dropout(layer) if attn_drop or proj_drop else None
+    _assert_same(_fused_and_composed(layer, [_random((2, *grid, 8), 1)], _random((2, *grid, 8), 2), dropout))
+
+
+def test_dropout_masks_change_the_training_output():
+    layer = blocks.PositionwiseFFN(8, 32, 0.5, "gelu")
+    _randomise(layer, 0)
+    dropout = _seeded_dropout(layer)
+    x = _random((2, 3, 4, 5, 8), 1)
+    layer.set_train(False)
+    plain = layer(x).asnumpy()
+    layer.set_train(True)
+    dropout.begin_step(1)
+    first = layer(x).asnumpy()
+    dropout.begin_step(2)
+    second = layer(x).asnumpy()
+    assert np.abs(first - plain).max() > 1e-3
+    assert np.abs(first - second).max() > 1e-3
+
+
+def _training_gradients(net, inputs):
+    def loss(x_t, steps, cond):
+        return (net(x_t, steps, cond) ** 2).mean()
+
+    value, grads = ms.value_and_grad(loss, grad_position=0, weights=net.trainable_params())(*inputs)
+    return float(value), [g.asnumpy() for g in [grads[0]] + list(grads[1])]
+
+
+def test_saved_activations_give_the_recomputed_gradients():
+    net = CuboidTransformerUNet(**_tiny_kwargs())
+    _randomise(net, 0)
+    net.set_train(False)
+    inputs = (_random((2, 2, 8, 8, 4), 1), Tensor(np.array([10, 700])), _random((2, 3, 8, 8, 4), 2))
+    store = blocks.SAVED_ACTIVATIONS
+    value, grads = _training_gradients(net, inputs)
+    assert not store._entries and store._bytes == 0
+    limit = store.limit_bytes
+    store.limit_bytes = 0  # every entry is evicted at once: each backward recomputes its forward
+    try:
+        recomputed_value, recomputed = _training_gradients(net, inputs)
+    finally:
+        store.limit_bytes = limit
+    assert value == recomputed_value
+    for got, want in zip(grads, recomputed):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    assert np.abs(grads[0]).max() > 0
+
+
+def test_input_gradients_only_skips_parameter_gradients_and_keeps_the_input_gradient():
+    net = CuboidTransformerUNet(**_tiny_kwargs())
+    _randomise(net, 0)
+    net.set_train(False)
+    inputs = (_random((2, 2, 8, 8, 4), 1), Tensor(np.array([10, 700])), _random((2, 3, 8, 8, 4), 2))
+    _, full = _training_gradients(net, inputs)
+    with blocks.input_gradients_only():
+        assert not blocks.parameter_gradients_wanted()
+        _, input_only = _training_gradients(net, inputs)
+    assert blocks.parameter_gradients_wanted()
+    np.testing.assert_allclose(input_only[0], full[0], rtol=1e-5, atol=1e-7)
+    fused_weights = [i + 1 for i, p in enumerate(net.trainable_params())
+                     if p.name.endswith(("in_layers.2.weight", "ffn_1.weight", "qkv.weight"))]
+    assert fused_weights
+    for index in fused_weights:
+        assert np.abs(full[index]).max() > 0
+        assert not input_only[index].any()
 
 
 def test_linear_and_gelu_kernels_match_mindspore_with_gradients():
@@ -326,3 +403,79 @@ def test_training_mode_with_dropout_differentiates_every_parameter():
         assert grad.shape == parameter.shape
         assert np.isfinite(grad.asnumpy()).all(), parameter.name
     assert np.abs(grads[-2].asnumpy()).max() > 0
+
+
+def _assert_same_gradients(ours, reference, inputs):
+    positions = tuple(range(len(inputs)))
+    assert abs(float(ours(*inputs)) - float(reference(*inputs))) < 1e-4 * max(1.0, abs(float(reference(*inputs))))
+    for got, want in zip(ms.grad(ours, grad_position=positions)(*inputs),
+                         ms.grad(reference, grad_position=positions)(*inputs)):
+        want = want.asnumpy()
+        np.testing.assert_allclose(got.asnumpy(), want, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(want).max()))
+
+
+def test_positional_embedding_kernel_matches_mindspore_with_gradients():
+    layer = blocks.PosEmbed(6, 5, 7, 8)
+    seed_grad = _random((2, 3, 4, 5, 6), 9)
+
+    def ours(x, t_table, h_table, w_table):
+        return (layer.add_embedding(x, t_table, h_table, w_table) * seed_grad).sum()
+
+    def reference(x, t_table, h_table, w_table):
+        out = x + t_table[:3].reshape(3, 1, 1, 6) + h_table[:4].reshape(1, 4, 1, 6) + w_table[:5].reshape(1, 1, 5, 6)
+        return (out * seed_grad).sum()
+
+    _assert_same_gradients(ours, reference, [_random((2, 3, 4, 5, 6), 1), _random((5, 6), 2), _random((7, 6), 3),
+                                             _random((8, 6), 4)])
+
+
+def test_patch_merge_kernel_matches_mindspore_with_gradients():
+    layer = blocks.PatchMerging3D(6, 10, (1, 2, 2))
+    seed_grad = _random((2, 3, 2, 3, 10), 9)
+    layer_norm = ms.ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=blocks.NORM_EPS)
+
+    def ours(x, gamma, beta, weight):
+        return (layer.merge(x, gamma, beta, weight) * seed_grad).sum()
+
+    def reference(x, gamma, beta, weight):
+        patches = x.reshape(2, 3, 2, 2, 3, 2, 6).transpose(0, 1, 2, 4, 3, 5, 6).reshape(2, 3, 2, 3, 24)
+        return (ms.ops.matmul(layer_norm(patches, gamma, beta)[0], weight.T) * seed_grad).sum()
+
+    _assert_same_gradients(ours, reference, [_random((2, 3, 4, 6, 6), 1), _random((24,), 2), _random((24,), 3),
+                                             _random((10, 24), 4)])
+
+
+def test_group_norm_silu_kernel_matches_mindspore_with_gradients():
+    norm = blocks.GroupNorm(4, 8)
+    fused = blocks.GroupNormSiLU(4)
+    seed_grad = _random((3, 10, 8), 9)
+
+    def ours(x, gamma, beta):
+        return (fused(x, gamma, beta) * seed_grad).sum()
+
+    def reference(x, gamma, beta):
+        norm.gamma.set_data(gamma)
+        norm.beta.set_data(beta)
+        return (ms.ops.silu(norm(x)) * seed_grad).sum()
+
+    x, gamma, beta = _random((3, 10, 8), 1), _random((8,), 2), _random((8,), 3)
+    assert abs(float(ours(x, gamma, beta)) - float(reference(x, gamma, beta))) < 1e-4
+    np.testing.assert_allclose(ms.grad(ours, grad_position=0)(x, gamma, beta).asnumpy(),
+                               ms.grad(reference, grad_position=0)(x, gamma, beta).asnumpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_upsample_conv_kernel_matches_mindspore_with_gradients():
+    layer = blocks.Upsample3DLayer(6, 5, (8, 6))
+    seed_grad = _random((2, 3, 8, 6, 5), 9)
+    reference_conv = ms.ops.Conv2D(out_channel=5, kernel_size=3, pad_mode="pad", pad=1)
+
+    def ours(x, weight, bias):
+        return (layer.upsample_convolve(x, weight, bias) * seed_grad).sum()
+
+    def reference(x, weight, bias):
+        wide = ms.ops.broadcast_to(x.reshape(2, 3, 4, 1, 3, 1, 6), (2, 3, 4, 2, 3, 2, 6)).reshape(6, 8, 6, 6)
+        out = reference_conv(wide.transpose(0, 3, 1, 2), weight).transpose(0, 2, 3, 1) + bias
+        return (out.reshape(2, 3, 8, 6, 5) * seed_grad).sum()
+
+    _assert_same_gradients(ours, reference, [_random((2, 3, 4, 3, 6), 1), _random((5, 6, 3, 3), 2),
+                                             _random((5,), 3)])

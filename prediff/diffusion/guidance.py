@@ -123,6 +123,8 @@ class AlignmentGuidance:
         GuidanceEvaluation
         """
         ms = mindspore_module()
+        from prediff.models.blocks import input_gradients_only
+
         ops = ms.ops
         z = np.ascontiguousarray(sample, dtype=np.float32)
         batch = z.shape[0]
@@ -150,8 +152,10 @@ class AlignmentGuidance:
             objective_sum(ms.Tensor(z))
             self._checked_shapes.add(z.shape)
         if gradient:
-            (_, predicted, values), grad = ms.value_and_grad(objective_sum, grad_position=0, has_aux=True)(
-                ms.Tensor(z))
+            # only grad_z is wanted: the numpy kernels skip their parameter gradients (half of the backward)
+            with input_gradients_only():
+                (_, predicted, values), grad = ms.value_and_grad(objective_sum, grad_position=0, has_aux=True)(
+                    ms.Tensor(z))
             direction = np.float32(self.scale) * grad.asnumpy().astype(np.float32)
         else:
             _, predicted, values = objective_sum(ms.Tensor(z))

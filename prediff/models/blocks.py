@@ -17,8 +17,8 @@ through them exactly (inputs and parameters; tested against MindSpore's own oper
   (:class:`Conv3dSame`, :class:`Conv2dSame`); weights stay stored ``[out, in, kT, kH, kW]``;
 * a whole residual block (GroupNorm -> SiLU -> conv -> + time embedding -> GroupNorm -> SiLU -> conv -> + skip),
   a whole pre-norm feed-forward layer and (in :mod:`prediff.models.cuboid`) a whole axial attention layer are
-  each one fused step when dropout is inactive (inference, guidance gradients). Training with dropout
-  composes the same numpy-backed dense / conv cells with MindSpore's dropout instead.
+  each one fused step. In training, each dropout layer's mask (:func:`dropout_mask`, drawn by the dropout
+  layer itself) is one more input of the fused step, so training runs the same few kernels as inference.
 
 Arrays crossing between MindSpore and numpy are shared, not copied (``Tensor.asnumpy`` /
 ``Tensor.from_numpy``). ``benchmarks/bench_denoiser.py`` measures the result.
@@ -26,7 +26,9 @@ Arrays crossing between MindSpore and numpy are shared, not copied (``Tensor.asn
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
+import contextlib
 import math
 import os
 import threading
@@ -148,6 +150,34 @@ class TimeEmbedLayer(nn.Cell):
 
 
 # ----------------------------------------------------------------------------------------------------------
+# which gradients the hand-written backward passes compute
+
+
+_GRADIENT_MODE = threading.local()
+
+
+def parameter_gradients_wanted() -> bool:
+    """False inside :func:`input_gradients_only` (in this thread), else True."""
+    return getattr(_GRADIENT_MODE, "input_only", 0) == 0
+
+
+@contextlib.contextmanager
+def input_gradients_only():
+    """Within this block the numpy kernels' backward passes skip the parameter gradients (returning zeros).
+
+    For gradients with respect to a network's input only, such as the guidance direction
+    ``grad_z U(z_t)`` (:mod:`prediff.diffusion.guidance`): the weight-gradient GEMMs are about half of a
+    backward pass. Never wrap a step that updates parameters in it. Per thread, so one app session's guidance
+    does not affect another thread's training.
+    """
+    _GRADIENT_MODE.input_only = getattr(_GRADIENT_MODE, "input_only", 0) + 1
+    try:
+        yield
+    finally:
+        _GRADIENT_MODE.input_only -= 1
+
+
+# ----------------------------------------------------------------------------------------------------------
 # numpy kernels: forward and backward of the element-wise and normalisation steps, float32
 
 
@@ -236,6 +266,20 @@ def _gelu(h: np.ndarray) -> np.ndarray:
     return _blockwise(_gelu_block, h)
 
 
+def _gelu_and_cdf(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(GELU(h), Phi(h))``: the forward value and the CDF that :func:`_gelu_derivative_from_cdf` reuses."""
+    cdf = _blockwise(_normal_cdf_block, h)
+    return h * cdf, cdf
+
+
+def _gelu_derivative_from_cdf(h: np.ndarray, cdf: np.ndarray) -> np.ndarray:
+    """d GELU / dh = Phi(h) + h * phi(h), given Phi(h) from the forward pass (new array)."""
+    density = np.exp(np.float32(-0.5) * h * h)
+    density *= _INV_SQRT_2PI * h
+    density += cdf
+    return density
+
+
 def _gelu_derivative(h: np.ndarray) -> np.ndarray:
     """d GELU / dh = Phi(h) + h * phi(h) (new array)."""
     return _blockwise(_gelu_derivative_block, h)
@@ -282,6 +326,92 @@ def _group_norm_silu_backward(grad_out, x_hat, rstd, y, gamma):
     return normalise_backward(grad_x_hat, x_hat, rstd, (1, 3)).reshape(y.shape), grad_gamma, grad_beta
 
 
+def _as_arrays(*tensors) -> list[np.ndarray]:
+    """numpy views of MindSpore tensors (shared memory, no copy)."""
+    return [tensor.asnumpy() for tensor in tensors]
+
+
+def _as_tensors(arrays) -> tuple:
+    """MindSpore tensors sharing the memory of C-contiguous copies (when needed) of numpy arrays."""
+    return tuple(Tensor.from_numpy(np.ascontiguousarray(array, dtype=np.float32)) for array in arrays)
+
+
+class SavedActivations:
+    """Forward intermediates the fused kernels keep for their backward pass while a gradient is being recorded.
+
+    A fused kernel's ``bprop`` receives only the inputs and the output, so without this it recomputes its
+    forward pass (a third of a training step). Entries are keyed by (kernel, output buffer address) — MindSpore
+    hands ``bprop`` a new Tensor over the same buffer — and hold the output array, so the address cannot be
+    reused while the entry lives. ``bprop`` removes its entry; entries of forward passes whose backward never
+    runs are evicted oldest first beyond ``limit_bytes``, and a missing entry just means recomputation.
+    """
+
+    def __init__(self, limit_bytes: int = 2 << 30):
+        self.limit_bytes = int(limit_bytes)
+        self._entries: collections.OrderedDict = collections.OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def recording() -> bool:
+        """True while MindSpore records a gradient (``grad`` / ``value_and_grad``) in PYNATIVE mode."""
+        return bool(_PYNATIVE_EXECUTOR.grad_flag())
+
+    def keep(self, kernel, out: np.ndarray, saved: tuple) -> None:
+        """Store ``saved`` (arrays and scalars) for the call of ``kernel`` that returned ``out``."""
+        size = sum(item.nbytes for item in _flatten(saved) if isinstance(item, np.ndarray))
+        with self._lock:
+            self._entries[(id(kernel), out.ctypes.data)] = (out, saved, size)
+            self._bytes += size
+            while self._bytes > self.limit_bytes and self._entries:
+                _, (_, _, dropped) = self._entries.popitem(last=False)
+                self._bytes -= dropped
+
+    def take(self, kernel, out: np.ndarray):
+        """The intermediates stored for ``kernel``'s call that returned ``out`` (removed), or None."""
+        with self._lock:
+            entry = self._entries.pop((id(kernel), out.ctypes.data), None)
+            if entry is None:
+                return None
+            self._bytes -= entry[2]
+        kept_out, saved, _ = entry
+        return saved if kept_out.shape == out.shape else None
+
+
+def _flatten(items):
+    for item in items:
+        if isinstance(item, (tuple, list)):
+            yield from _flatten(item)
+        else:
+            yield item
+
+
+_PYNATIVE_EXECUTOR = ms.common.api._pynative_executor
+#: The process-wide store of the fused kernels' forward intermediates.
+SAVED_ACTIVATIONS = SavedActivations()
+
+
+#: Cached all-ones tensors by shape, the inputs :func:`dropout_mask` sends through a dropout layer.
+_ONES: dict = {}
+
+
+def dropout_mask(layer: nn.Dropout, shape: tuple) -> Tensor | None:
+    """The scaled keep-mask (float32, 0 or 1/(1-p)) ``layer`` multiplies a ``shape`` input by, or None if inactive.
+
+    The mask is what the layer makes of an all-ones input, so it comes from whatever drives the layer — MindSpore's
+    dropout kernel, or the seeded numpy masks :class:`prediff.train.randomness.SeededDropout` installs, which then
+    draw the same values in the same order as the composed layers did. Fused kernels take the mask as an input.
+    """
+    if not layer.training or float(layer.p) == 0.0:
+        return None
+    shape = tuple(int(n) for n in shape)
+    if shape not in _ONES:
+        if len(_ONES) > 64:
+            _ONES.clear()
+        _ONES[shape] = Tensor(np.ones(shape, np.float32))
+    return layer(_ONES[shape])
+
+
 # ----------------------------------------------------------------------------------------------------------
 # dense layers and norms
 
@@ -299,8 +429,11 @@ class _AffineFunction(nn.Cell):
 
     def bprop(self, x, weight, bias, out, dout):
         grad_out = dout.asnumpy()
-        return (Tensor.from_numpy(grad_out @ weight.asnumpy()), Tensor.from_numpy(grad_out.T @ x.asnumpy()),
-                Tensor.from_numpy(grad_out.sum(axis=0)))
+        weight_np = weight.asnumpy()
+        grad_x = Tensor.from_numpy(grad_out @ weight_np)
+        if not parameter_gradients_wanted():
+            return grad_x, Tensor.from_numpy(np.zeros_like(weight_np)), Tensor.from_numpy(np.zeros_like(bias.asnumpy()))
+        return grad_x, Tensor.from_numpy(grad_out.T @ x.asnumpy()), Tensor.from_numpy(grad_out.sum(axis=0))
 
 
 class _LinearFunction(nn.Cell):
@@ -311,7 +444,11 @@ class _LinearFunction(nn.Cell):
 
     def bprop(self, x, weight, out, dout):
         grad_out = dout.asnumpy()
-        return Tensor.from_numpy(grad_out @ weight.asnumpy()), Tensor.from_numpy(grad_out.T @ x.asnumpy())
+        weight_np = weight.asnumpy()
+        grad_x = Tensor.from_numpy(grad_out @ weight_np)
+        if not parameter_gradients_wanted():
+            return grad_x, Tensor.from_numpy(np.zeros_like(weight_np))
+        return grad_x, Tensor.from_numpy(grad_out.T @ x.asnumpy())
 
 
 class Linear(nn.Cell):
@@ -395,6 +532,29 @@ class GroupNorm(nn.Cell):
         variance = (centred * centred).mean(axis=(1, 3), keep_dims=True)
         normalised = centred * ops.rsqrt(variance + self.eps)
         return normalised.reshape(shape) * self.gamma + self.beta
+
+
+class GroupNormSiLU(nn.Cell):
+    """``SiLU(GroupNorm(x))`` of channels-last ``x (N, ..., C)`` in numpy, with its exact backward.
+
+    ``construct(x, gamma [C], beta [C]) -> same shape`` float32: the parameters of a :class:`GroupNorm` are passed
+    in, so the published parameter names stay on that cell. One step instead of about ten MindSpore kernels
+    forward and as many backward.
+    """
+
+    def __init__(self, num_groups: int, eps: float = NORM_EPS):
+        super().__init__()
+        self.num_groups = num_groups
+        self.eps = eps
+
+    def construct(self, x, gamma, beta):
+        return Tensor.from_numpy(_group_norm_silu(x.asnumpy(), gamma.asnumpy(), beta.asnumpy(), self.num_groups,
+                                                  self.eps)[0])
+
+    def bprop(self, x, gamma, beta, out, dout):
+        gamma_np = gamma.asnumpy()
+        _, x_hat, rstd, y = _group_norm_silu(x.asnumpy(), gamma_np, beta.asnumpy(), self.num_groups, self.eps)
+        return _as_tensors(_group_norm_silu_backward(dout.asnumpy(), x_hat, rstd, y, gamma_np))
 
 
 def res_block_groups(channels: int) -> int:
@@ -481,32 +641,46 @@ def _conv_forward(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.nda
     return out.reshape(batch, time, height, width, out_channels)
 
 
-def _conv_backward(x: np.ndarray, weight: np.ndarray, grad_out: np.ndarray):
-    """Gradients of :func:`_conv_forward` w.r.t. input, weight and bias for the output gradient ``grad_out``."""
-    out_channels, in_channels, kt, kh, kw = weight.shape
+def _conv_input_gradient(weight: np.ndarray, grad_out: np.ndarray) -> np.ndarray:
+    """Input gradient of :func:`_conv_forward`: the 'same' convolution of ``grad_out (B, T, H, W, Cout)`` with the
+    kernel flipped in time and space and its channel axes swapped -> ``(B, T, H, W, Cin)``.
+
+    Stride 1 with odd kernels and zero padding makes the transposed convolution itself a 'same' convolution, so
+    it reuses the forward GEMMs instead of scattering patch gradients back frame by frame.
+    """
+    flipped = np.ascontiguousarray(weight[:, :, ::-1, ::-1, ::-1].transpose(1, 0, 2, 3, 4))
+    return _conv_forward(grad_out, flipped, np.zeros(weight.shape[1], np.float32))
+
+
+def _conv_weight_gradient(x: np.ndarray, weight_shape: tuple, grad_out: np.ndarray) -> np.ndarray:
+    """Weight gradient ``[Cout, Cin, kT, kH, kW]`` of :func:`_conv_forward` for input ``x`` and ``grad_out``."""
+    out_channels, in_channels, kt, kh, kw = weight_shape
     batch, time, height, width, _ = x.shape
     frame = height * width
-    taps = _tap_weights(weight)
-    grad_out = grad_out.reshape(batch, time * frame, out_channels)
-    grad_bias = grad_out.sum(axis=(0, 1))
+    grad_rows = grad_out.reshape(batch, time * frame, out_channels)
     if (kt, kh, kw) == (1, 1, 1):
-        rows = x.reshape(batch, time * frame, in_channels)
-        grad_weight = np.einsum("bno,bni->oi", grad_out, rows, optimize=True).reshape(weight.shape)
-        return (grad_out @ taps[0]).reshape(x.shape), grad_weight, grad_bias
+        rows = x.reshape(batch * time * frame, in_channels)
+        return (grad_rows.reshape(-1, out_channels).T @ rows).reshape(weight_shape)
     rows = _spatial_patches(x, (kt, kh, kw)).reshape(batch, (time + kt - 1) * frame, -1)
-    grad_taps = np.zeros_like(taps)
-    grad_rows = np.zeros(rows.shape, np.float32)
-    for sample in range(batch):
-        for a in range(kt):
-            grad_taps[a] += grad_out[sample].T @ rows[sample, a * frame:(a + time) * frame]
-            grad_rows[sample, a * frame:(a + time) * frame] += grad_out[sample] @ taps[a]
+    grad_taps = np.empty((kt, out_channels, kh * kw * in_channels), np.float32)
+    for a in range(kt):
+        # (B, Cout, T*F) @ (B, T*F, kh*kw*Cin): one BLAS call per sample inside numpy, summed over the batch
+        np.sum(np.matmul(grad_rows.transpose(0, 2, 1), rows[:, a * frame:(a + time) * frame]), axis=0,
+               out=grad_taps[a])
     grad_weight = grad_taps.reshape(kt, out_channels, kh, kw, in_channels).transpose(1, 4, 0, 2, 3)
-    pad_t = kt // 2
-    grad_patches = grad_rows.reshape(batch, time + kt - 1, height, width, kh, kw, in_channels)[:, pad_t:pad_t + time]
-    grad_x = np.zeros(x.shape, np.float32)
-    for b, c, dh, dw, h0, h1, w0, w1 in _spatial_taps(kh, kw, height, width):
-        grad_x[:, :, h0 + dh:h1 + dh, w0 + dw:w1 + dw] += grad_patches[:, :, h0:h1, w0:w1, b, c]
-    return grad_x, np.ascontiguousarray(grad_weight), grad_bias
+    return np.ascontiguousarray(grad_weight)
+
+
+def _conv_backward(x: np.ndarray, weight: np.ndarray, grad_out: np.ndarray):
+    """Gradients of :func:`_conv_forward` w.r.t. input, weight and bias for the output gradient ``grad_out``.
+
+    Inside :func:`input_gradients_only` the weight and bias gradients are zeros (not computed).
+    """
+    grad_x = _conv_input_gradient(weight, grad_out)
+    if not parameter_gradients_wanted():
+        return grad_x, np.zeros_like(weight), np.zeros(weight.shape[0], np.float32)
+    grad_bias = grad_out.reshape(-1, weight.shape[0]).sum(axis=0)
+    return grad_x, _conv_weight_gradient(x, weight.shape, grad_out), grad_bias
 
 
 class _SameConvFunction(nn.Cell):
@@ -585,33 +759,68 @@ class _FusedResBlockFunction(nn.Cell):
         self.groups_out = groups_out
         self.eps = eps
 
-    def _branch(self, x, emb_out, gamma1, beta1, weight1, bias1, gamma2, beta2):
+    def _forward(self, arrays, mask):
+        """Output and the intermediates its backward pass needs."""
+        x, skip, emb_out, gamma1, beta1, weight1, bias1, gamma2, beta2, weight2, bias2 = arrays
         first = _group_norm_silu(x, gamma1, beta1, self.groups_in, self.eps)
         hidden = _conv_forward(first[0], weight1, bias1)
         hidden += emb_out[:, None, None, None, :]
         second = _group_norm_silu(hidden, gamma2, beta2, self.groups_out, self.eps)
-        return first, second
+        activated = second[0] if mask is None else second[0] * mask
+        out = _conv_forward(activated, weight2, bias2)
+        out += skip
+        return out, (first, second, activated)
 
-    def construct(self, x, skip, emb_out, gamma1, beta1, weight1, bias1, gamma2, beta2, weight2, bias2):
-        _, second = self._branch(x.asnumpy(), emb_out.asnumpy(), gamma1.asnumpy(), beta1.asnumpy(),
-                                 weight1.asnumpy(), bias1.asnumpy(), gamma2.asnumpy(), beta2.asnumpy())
-        out = _conv_forward(second[0], weight2.asnumpy(), bias2.asnumpy())
-        out += skip.asnumpy()
+    def _backward(self, arrays, mask, grad_out, saved):
+        x, _, _, gamma1, _, weight1, _, gamma2, _, weight2, _ = arrays
+        first, second, activated = saved
+        grad_activated, grad_weight2, grad_bias2 = _conv_backward(activated, weight2, grad_out)
+        if mask is not None:
+            grad_activated *= mask
+        grad_hidden, grad_gamma2, grad_beta2 = _group_norm_silu_backward(grad_activated, *second[1:], gamma2)
+        grad_first, grad_weight1, grad_bias1 = _conv_backward(first[0], weight1, grad_hidden)
+        grad_x, grad_gamma1, grad_beta1 = _group_norm_silu_backward(grad_first, *first[1:], gamma1)
+        grad_emb = grad_hidden.reshape(grad_hidden.shape[0], -1, grad_hidden.shape[-1]).sum(axis=1)
+        return [grad_x, grad_out, grad_emb, grad_gamma1, grad_beta1, grad_weight1, grad_bias1, grad_gamma2,
+                grad_beta2, grad_weight2, grad_bias2]
+
+    def _run(self, arrays, mask):
+        out, saved = self._forward(arrays, mask)
+        if SavedActivations.recording():
+            SAVED_ACTIVATIONS.keep(self, out, saved)
         return Tensor.from_numpy(out)
 
+    def _gradients(self, arrays, mask, out, dout):
+        saved = SAVED_ACTIVATIONS.take(self, out.asnumpy())
+        if saved is None:
+            saved = self._forward(arrays, mask)[1]
+        return self._backward(arrays, mask, dout.asnumpy(), saved)
+
+    def construct(self, x, skip, emb_out, gamma1, beta1, weight1, bias1, gamma2, beta2, weight2, bias2):
+        return self._run(_as_arrays(x, skip, emb_out, gamma1, beta1, weight1, bias1, gamma2, beta2, weight2, bias2),
+                         None)
+
     def bprop(self, x, skip, emb_out, gamma1, beta1, weight1, bias1, gamma2, beta2, weight2, bias2, out, dout):
-        gamma1_np, gamma2_np = gamma1.asnumpy(), gamma2.asnumpy()
-        first, second = self._branch(x.asnumpy(), emb_out.asnumpy(), gamma1_np, beta1.asnumpy(),
-                                     weight1.asnumpy(), bias1.asnumpy(), gamma2_np, beta2.asnumpy())
-        grad_out = dout.asnumpy()
-        grad_second, grad_weight2, grad_bias2 = _conv_backward(second[0], weight2.asnumpy(), grad_out)
-        grad_hidden, grad_gamma2, grad_beta2 = _group_norm_silu_backward(grad_second, *second[1:], gamma2_np)
-        grad_first, grad_weight1, grad_bias1 = _conv_backward(first[0], weight1.asnumpy(), grad_hidden)
-        grad_x, grad_gamma1, grad_beta1 = _group_norm_silu_backward(grad_first, *first[1:], gamma1_np)
-        grad_emb = grad_hidden.reshape(grad_hidden.shape[0], -1, grad_hidden.shape[-1]).sum(axis=1)
-        return tuple(Tensor.from_numpy(np.ascontiguousarray(g)) for g in (
-            grad_x, grad_out, grad_emb, grad_gamma1, grad_beta1, grad_weight1, grad_bias1, grad_gamma2,
-            grad_beta2, grad_weight2, grad_bias2))
+        arrays = _as_arrays(x, skip, emb_out, gamma1, beta1, weight1, bias1, gamma2, beta2, weight2, bias2)
+        return _as_tensors(self._gradients(arrays, None, out, dout))
+
+
+class _FusedResBlockDropoutFunction(_FusedResBlockFunction):
+    """:class:`_FusedResBlockFunction` with dropout before the second convolution (training).
+
+    One more input, ``mask (B, T, H, W, Cout)``: the scaled keep-mask (0 or 1/(1-p)) from :func:`dropout_mask`;
+    it gets a zero gradient.
+    """
+
+    def construct(self, x, skip, emb_out, gamma1, beta1, weight1, bias1, gamma2, beta2, weight2, bias2, mask):
+        return self._run(_as_arrays(x, skip, emb_out, gamma1, beta1, weight1, bias1, gamma2, beta2, weight2, bias2),
+                         mask.asnumpy())
+
+    def bprop(self, x, skip, emb_out, gamma1, beta1, weight1, bias1, gamma2, beta2, weight2, bias2, mask, out,
+              dout):
+        arrays = _as_arrays(x, skip, emb_out, gamma1, beta1, weight1, bias1, gamma2, beta2, weight2, bias2)
+        mask_np = mask.asnumpy()
+        return _as_tensors(self._gradients(arrays, mask_np, out, dout) + [np.zeros_like(mask_np)])
 
 
 class TimeEmbedResBlock(nn.Cell):
@@ -625,8 +834,8 @@ class TimeEmbedResBlock(nn.Cell):
         return skip(x) + h                        skip_connection: 1x1x1 conv if widths differ, else identity
 
     GroupNorm uses 32 groups, or one group per channel when the width is not divisible by 32 (65 = 64 latent
-    channels + the observation indicator in the denoiser's first block). Without active dropout the branch
-    runs as one fused numpy step; training with dropout composes the individual layers.
+    channels + the observation indicator in the denoiser's first block). The branch runs as one fused numpy
+    step; with active dropout (training) the dropout layer's mask is an input of that step.
     """
 
     def __init__(self, channels: int, out_channels: int | None = None, emb_channels: int | None = None,
@@ -649,8 +858,8 @@ class TimeEmbedResBlock(nn.Cell):
             Conv3dSame(out_channels, out_channels, 3, zero_init=True),
         ])
         self.skip_connection = Conv3dSame(channels, out_channels, 1) if out_channels != channels else None
-        self.dropout_rate = float(dropout)
         self.fused = _FusedResBlockFunction(res_block_groups(channels), res_block_groups(out_channels))
+        self.fused_dropout = _FusedResBlockDropoutFunction(res_block_groups(channels), res_block_groups(out_channels))
 
     def construct(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
         skip = x if self.skip_connection is None else self.skip_connection(x)
@@ -658,12 +867,22 @@ class TimeEmbedResBlock(nn.Cell):
             emb_out = self.emb_layers(emb)
         else:
             emb_out = ops.zeros((x.shape[0], self.out_channels), ms.float32)
-        if not (self.training and self.dropout_rate > 0):
-            norm_in, conv_in = self.in_layers[0], self.in_layers[2]
-            norm_out, conv_out = self.out_layers[0], self.out_layers[3]
-            return self.fused(x, skip, emb_out, norm_in.gamma, norm_in.beta, conv_in.weight, conv_in.bias,
-                              norm_out.gamma, norm_out.beta, conv_out.weight, conv_out.bias)
-        h = self.in_layers(x) + emb_out[:, None, None, None, :]
+        norm_in, conv_in = self.in_layers[0], self.in_layers[2]
+        norm_out, conv_out = self.out_layers[0], self.out_layers[3]
+        arguments = (x, skip, emb_out, norm_in.gamma, norm_in.beta, conv_in.weight, conv_in.bias, norm_out.gamma,
+                     norm_out.beta, conv_out.weight, conv_out.bias)
+        mask = dropout_mask(self.out_layers[2], x.shape[:-1] + (self.out_channels,))
+        if mask is None:
+            return self.fused(*arguments)
+        return self.fused_dropout(*arguments, mask)
+
+    def composed(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
+        """The same block from its individual layers (MindSpore autodiff): the reference the fused kernels are
+        tested against. Same inputs and output as ``construct``."""
+        skip = x if self.skip_connection is None else self.skip_connection(x)
+        h = self.in_layers(x)
+        if self.use_embed:
+            h = h + self.emb_layers(emb)[:, None, None, None, :]
         return skip + self.out_layers(h)
 
 
@@ -686,11 +905,34 @@ class PosEmbed(nn.Cell):
         self.h_embed = nn.Embedding(max_h, embed_dim, embedding_table=_init(sigma, (max_h, embed_dim)))
         self.w_embed = nn.Embedding(max_w, embed_dim, embedding_table=_init(sigma, (max_w, embed_dim)))
 
+        self.add_embedding = _PosEmbedFunction()
+
     def construct(self, x: Tensor) -> Tensor:
-        _, time, height, width, _ = x.shape
-        return (x + self.t_embed.embedding_table[:time].reshape(time, 1, 1, self.embed_dim)
-                + self.h_embed.embedding_table[:height].reshape(1, height, 1, self.embed_dim)
-                + self.w_embed.embedding_table[:width].reshape(1, 1, width, self.embed_dim))
+        return self.add_embedding(x, self.t_embed.embedding_table, self.h_embed.embedding_table,
+                                  self.w_embed.embedding_table)
+
+
+class _PosEmbedFunction(nn.Cell):
+    """``x (B, T, H, W, C) + t_table[:T] + h_table[:H] + w_table[:W]`` (broadcast over the other axes) in numpy,
+    with its exact backward: one step instead of seven MindSpore slicing, reshape and add kernels."""
+
+    def construct(self, x, t_table, h_table, w_table):
+        x_np = x.asnumpy()
+        _, time, height, width, _ = x_np.shape
+        out = x_np + t_table.asnumpy()[:time, None, None]
+        out += h_table.asnumpy()[None, :height, None]
+        out += w_table.asnumpy()[None, None, :width]
+        return Tensor.from_numpy(out)
+
+    def bprop(self, x, t_table, h_table, w_table, out, dout):
+        grad = dout.asnumpy()
+        grads = [grad]
+        for axis, table in ((1, t_table), (2, h_table), (3, w_table)):
+            table_grad = np.zeros(table.shape, np.float32)
+            other = tuple(a for a in range(4) if a != axis)
+            table_grad[:grad.shape[axis]] = grad.sum(axis=other)
+            grads.append(table_grad)
+        return _as_tensors(grads)
 
 
 def activation_layer(name: str) -> nn.Cell:
@@ -715,36 +957,80 @@ class _FusedFFNFunction(nn.Cell):
         super().__init__()
         self.eps = eps
 
-    def _hidden(self, x, gamma, beta, weight1, bias1):
+    def _forward(self, arrays, hidden_mask, out_mask, keep=True):
+        """Output and the intermediates its backward pass needs (``keep``; else the GELU's CDF is not kept)."""
+        x, gamma, beta, weight1, bias1, weight2, bias2 = arrays
         x_hat, rstd = normalise(x, (1,), self.eps)
         normed = x_hat * gamma + beta
         hidden = normed @ weight1.T
         hidden += bias1
-        return x_hat, rstd, normed, hidden
+        if keep:
+            activated, cdf = _gelu_and_cdf(hidden)
+        else:
+            activated, cdf = _gelu(hidden), None
+        if hidden_mask is not None:
+            activated *= hidden_mask
+        out = activated @ weight2.T
+        out += bias2
+        if out_mask is not None:
+            out *= out_mask
+        out += x
+        return out, (x_hat, rstd, normed, hidden, cdf, activated)
 
-    def construct(self, x, gamma, beta, weight1, bias1, weight2, bias2):
-        x_np = x.asnumpy()
-        hidden = self._hidden(x_np, gamma.asnumpy(), beta.asnumpy(), weight1.asnumpy(), bias1.asnumpy())[3]
-        out = _gelu(hidden) @ weight2.asnumpy().T
-        out += bias2.asnumpy()
-        out += x_np
+    def _backward(self, arrays, hidden_mask, out_mask, grad_out, saved):
+        _, gamma, _, weight1, _, weight2, _ = arrays
+        x_hat, rstd, normed, hidden, cdf, activated = saved
+        grad_projected = grad_out if out_mask is None else grad_out * out_mask
+        grad_hidden = grad_projected @ weight2
+        if hidden_mask is not None:
+            grad_hidden *= hidden_mask
+        grad_hidden *= _gelu_derivative_from_cdf(hidden, cdf)
+        grad_normed = grad_hidden @ weight1
+        grad_x = normalise_backward(grad_normed * gamma, x_hat, rstd, (1,))
+        grad_x += grad_out
+        if not parameter_gradients_wanted():
+            return [grad_x] + [np.zeros_like(array) for array in arrays[1:]]
+        grad_gamma = np.einsum("nc,nc->c", grad_normed, x_hat)
+        return [grad_x, grad_gamma, grad_normed.sum(axis=0), grad_hidden.T @ normed, grad_hidden.sum(axis=0),
+                grad_projected.T @ activated, grad_projected.sum(axis=0)]
+
+    def _run(self, arrays, hidden_mask, out_mask):
+        recording = SavedActivations.recording()
+        out, saved = self._forward(arrays, hidden_mask, out_mask, recording)
+        if recording:
+            SAVED_ACTIVATIONS.keep(self, out, saved)
         return Tensor.from_numpy(out)
 
+    def _gradients(self, arrays, hidden_mask, out_mask, out, dout):
+        saved = SAVED_ACTIVATIONS.take(self, out.asnumpy())
+        if saved is None:
+            saved = self._forward(arrays, hidden_mask, out_mask)[1]
+        return self._backward(arrays, hidden_mask, out_mask, dout.asnumpy(), saved)
+
+    def construct(self, x, gamma, beta, weight1, bias1, weight2, bias2):
+        return self._run(_as_arrays(x, gamma, beta, weight1, bias1, weight2, bias2), None, None)
+
     def bprop(self, x, gamma, beta, weight1, bias1, weight2, bias2, out, dout):
-        x_np, gamma_np, weight1_np, weight2_np = x.asnumpy(), gamma.asnumpy(), weight1.asnumpy(), weight2.asnumpy()
-        x_hat, rstd, normed, hidden = self._hidden(x_np, gamma_np, beta.asnumpy(), weight1_np, bias1.asnumpy())
-        grad_out = dout.asnumpy()
-        grad_weight2 = grad_out.T @ _gelu(hidden)
-        grad_hidden = grad_out @ weight2_np
-        grad_hidden *= _gelu_derivative(hidden)
-        grad_weight1 = grad_hidden.T @ normed
-        grad_normed = grad_hidden @ weight1_np
-        grad_gamma = np.einsum("nc,nc->c", grad_normed, x_hat)
-        grad_x = normalise_backward(grad_normed * gamma_np, x_hat, rstd, (1,))
-        grad_x += grad_out
-        return tuple(Tensor.from_numpy(np.ascontiguousarray(g)) for g in (
-            grad_x, grad_gamma, grad_normed.sum(axis=0), grad_weight1, grad_hidden.sum(axis=0), grad_weight2,
-            grad_out.sum(axis=0)))
+        arrays = _as_arrays(x, gamma, beta, weight1, bias1, weight2, bias2)
+        return _as_tensors(self._gradients(arrays, None, None, out, dout))
+
+
+class _FusedFFNDropoutFunction(_FusedFFNFunction):
+    """:class:`_FusedFFNFunction` with dropout after the activation and after the second dense layer (training).
+
+    Two more inputs: ``hidden_mask (N, 4C)`` and ``out_mask (N, C)``, scaled keep-masks from :func:`dropout_mask`;
+    they get zero gradients.
+    """
+
+    def construct(self, x, gamma, beta, weight1, bias1, weight2, bias2, hidden_mask, out_mask):
+        return self._run(_as_arrays(x, gamma, beta, weight1, bias1, weight2, bias2), hidden_mask.asnumpy(),
+                         out_mask.asnumpy())
+
+    def bprop(self, x, gamma, beta, weight1, bias1, weight2, bias2, hidden_mask, out_mask, out, dout):
+        arrays = _as_arrays(x, gamma, beta, weight1, bias1, weight2, bias2)
+        masks = _as_arrays(hidden_mask, out_mask)
+        grads = self._gradients(arrays, *masks, out, dout)
+        return _as_tensors(grads + [np.zeros_like(mask) for mask in masks])
 
 
 class PositionwiseFFN(nn.Cell):
@@ -752,8 +1038,8 @@ class PositionwiseFFN(nn.Cell):
 
     ``(..., units) -> (..., units)`` float32; parameters ``ffn_1`` ``[4u, u]``, ``ffn_2`` ``[u, 4u]``,
     ``layer_norm``. ``ffn_2`` uses ``ffn2_init_mode`` (published "2": zeros, so a fresh layer is the identity).
-    With GELU and no active dropout (inference, guidance gradients) the layer runs as one fused numpy step;
-    training with dropout composes the individual layers.
+    With GELU the layer runs as one fused numpy step, the dropout layers' masks being inputs of that step when
+    dropout is active (training); other activations compose the individual layers.
     """
 
     def __init__(self, units: int, hidden_size: int, dropout: float, activation: str,
@@ -763,17 +1049,31 @@ class PositionwiseFFN(nn.Cell):
         self.ffn_2 = Linear(hidden_size, units, init_mode=ffn2_init_mode)
         self.layer_norm = LayerNorm(units)
         self.activation = activation_layer(activation)
-        self.dropout_rate = float(dropout)
         self.activation_dropout = nn.Dropout(p=dropout)
         self.dropout = nn.Dropout(p=dropout)
         self.units = units
+        self.hidden_size = hidden_size
         self.fused = _FusedFFNFunction() if activation == "gelu" else None
+        self.fused_dropout = _FusedFFNDropoutFunction() if activation == "gelu" else None
 
     def construct(self, x: Tensor) -> Tensor:
-        if self.fused is not None and not (self.training and self.dropout_rate > 0):
-            out = self.fused(x.reshape(-1, self.units), self.layer_norm.gamma, self.layer_norm.beta,
-                             self.ffn_1.weight, self.ffn_1.bias, self.ffn_2.weight, self.ffn_2.bias)
-            return out.reshape(x.shape)
+        if self.fused is None:
+            return self.composed(x)
+        rows = x.reshape(-1, self.units)
+        arguments = (rows, self.layer_norm.gamma, self.layer_norm.beta, self.ffn_1.weight, self.ffn_1.bias,
+                     self.ffn_2.weight, self.ffn_2.bias)
+        count = rows.shape[0]
+        hidden_mask = dropout_mask(self.activation_dropout, (count, self.hidden_size))
+        out_mask = dropout_mask(self.dropout, (count, self.units))
+        if hidden_mask is None and out_mask is None:
+            return self.fused(*arguments).reshape(x.shape)
+        if hidden_mask is None or out_mask is None:
+            ones = Tensor(np.ones((count, self.hidden_size if hidden_mask is None else self.units), np.float32))
+            hidden_mask, out_mask = (ones, out_mask) if hidden_mask is None else (hidden_mask, ones)
+        return self.fused_dropout(*arguments, hidden_mask, out_mask).reshape(x.shape)
+
+    def composed(self, x: Tensor) -> Tensor:
+        """The layer from its individual cells (MindSpore autodiff); same input and output as ``construct``."""
         h = self.activation(self.ffn_1(self.layer_norm(x)))
         h = self.ffn_2(self.activation_dropout(h))
         return self.dropout(h) + x
@@ -794,13 +1094,54 @@ class PatchMerging3D(nn.Cell):
         merged = downsample[1] * downsample[2] * dim
         self.reduction = Linear(merged, out_dim, has_bias=False, init_mode=init_mode)
         self.norm = LayerNorm(merged)
+        self.merge = _PatchMergeFunction(self.downsample)
 
     def construct(self, x: Tensor) -> Tensor:
+        return self.merge(x, self.norm.gamma, self.norm.beta, self.reduction.weight)
+
+
+class _PatchMergeFunction(nn.Cell):
+    """Patch merging in numpy with its exact backward: 2-D patches -> LayerNorm -> bias-free projection.
+
+    ``construct(x (B, T, H, W, C), gamma [4C], beta [4C], weight [out, 4C]) -> (B, T, H/dh, W/dw, out)`` float32,
+    patches flattened in (dh, dw, c) order.
+    """
+
+    def __init__(self, downsample: tuple[int, int, int], eps: float = NORM_EPS):
+        super().__init__()
+        self.factors = tuple(downsample[1:])
+        self.eps = eps
+
+    def _merged(self, x):
         batch, time, height, width, channels = x.shape
-        _, dh, dw = self.downsample
-        x = x.reshape(batch, time, height // dh, dh, width // dw, dw, channels)
-        x = x.transpose(0, 1, 2, 4, 3, 5, 6).reshape(batch, time, height // dh, width // dw, dh * dw * channels)
-        return self.reduction(self.norm(x))
+        dh, dw = self.factors
+        patches = x.reshape(batch, time, height // dh, dh, width // dw, dw, channels).transpose(0, 1, 2, 4, 3, 5, 6)
+        return np.ascontiguousarray(patches).reshape(-1, dh * dw * channels)
+
+    def construct(self, x, gamma, beta, weight):
+        x_np = x.asnumpy()
+        x_hat, _ = normalise(self._merged(x_np), (1,), self.eps)
+        x_hat *= gamma.asnumpy()
+        x_hat += beta.asnumpy()
+        out = x_hat @ weight.asnumpy().T
+        batch, time, height, width, _ = x_np.shape
+        return Tensor.from_numpy(out.reshape(batch, time, height // self.factors[0], width // self.factors[1], -1))
+
+    def bprop(self, x, gamma, beta, weight, out, dout):
+        x_np, gamma_np, weight_np = x.asnumpy(), gamma.asnumpy(), weight.asnumpy()
+        x_hat, rstd = normalise(self._merged(x_np), (1,), self.eps)
+        grad_rows = dout.asnumpy().reshape(-1, weight_np.shape[0])
+        grad_normed = grad_rows @ weight_np
+        grad_merged = normalise_backward(grad_normed * gamma_np, x_hat, rstd, (1,))
+        batch, time, height, width, channels = x_np.shape
+        dh, dw = self.factors
+        grad_x = grad_merged.reshape(batch, time, height // dh, width // dw, dh, dw, channels).transpose(
+            0, 1, 2, 4, 3, 5, 6).reshape(x_np.shape)
+        if not parameter_gradients_wanted():
+            return _as_tensors([grad_x, np.zeros_like(gamma_np), np.zeros_like(gamma_np), np.zeros_like(weight_np)])
+        normed = x_hat * gamma_np + beta.asnumpy()
+        return _as_tensors([grad_x, np.einsum("nc,nc->c", grad_normed, x_hat), grad_normed.sum(axis=0),
+                            grad_rows.T @ normed])
 
 
 class Upsample3DLayer(nn.Cell):
@@ -814,10 +1155,37 @@ class Upsample3DLayer(nn.Cell):
         super().__init__()
         self.target_size = tuple(target_size)
         self.conv = Conv2dSame(dim, out_dim, kernel_size)
+        self.upsample_convolve = _UpsampleConvFunction(self.target_size)
 
     def construct(self, x: Tensor) -> Tensor:
+        return self.upsample_convolve(x, self.conv.weight, self.conv.bias)
+
+
+class _UpsampleConvFunction(nn.Cell):
+    """Nearest-neighbour upsampling to ``target_size`` then a per-frame 'same' 2-D convolution, in numpy.
+
+    ``construct(x (B, T, h, w, Cin), weight [Cout, Cin, k, k], bias [Cout]) -> (B, T, H, W, Cout)`` float32 with
+    its exact backward (the upsampled cells' gradients are summed back onto their source cell).
+    """
+
+    def __init__(self, target_size: tuple[int, int]):
+        super().__init__()
+        self.target_size = tuple(target_size)
+
+    def _upsampled(self, x):
         batch, time, height, width, channels = x.shape
         fh, fw = self.target_size[0] // height, self.target_size[1] // width
-        x = ops.broadcast_to(x.reshape(batch, time, height, 1, width, 1, channels),
-                             (batch, time, height, fh, width, fw, channels))
-        return self.conv(x.reshape(batch, time, height * fh, width * fw, channels))
+        wide = np.broadcast_to(x[:, :, :, None, :, None], (batch, time, height, fh, width, fw, channels))
+        return wide.reshape(batch, time, height * fh, width * fw, channels), (fh, fw)
+
+    def construct(self, x, weight, bias):
+        upsampled, _ = self._upsampled(x.asnumpy())
+        return Tensor.from_numpy(_conv_forward(upsampled, weight.asnumpy()[:, :, None], bias.asnumpy()))
+
+    def bprop(self, x, weight, bias, out, dout):
+        x_np, weight_np = x.asnumpy(), weight.asnumpy()
+        upsampled, (fh, fw) = self._upsampled(x_np)
+        grad_up, grad_weight, grad_bias = _conv_backward(upsampled, weight_np[:, :, None], dout.asnumpy())
+        batch, time, height, width, channels = x_np.shape
+        grad_x = grad_up.reshape(batch, time, height, fh, width, fw, channels).sum(axis=(3, 5))
+        return _as_tensors([grad_x, grad_weight[:, :, 0], grad_bias])

@@ -10,9 +10,9 @@ qkv.weight, proj.weight, proj.bias, norm.gamma, norm.beta}`` and ``ffn_l.<k>.{ff
 The ``relative_position_index`` buffers are int64 non-trainable Parameters, because the published
 checkpoints store them.
 
-Without active dropout (inference, guidance gradients) each attention layer — LayerNorm, qkv projection,
-bias lookup, per-line softmax attention on strided views, output projection, residual — is one numpy step
-with a hand-written backward pass (see the speed notes in :mod:`prediff.models.blocks`).
+Each attention layer — LayerNorm, qkv projection, bias lookup, per-line softmax attention on strided views,
+output projection, residual — is one numpy step with a hand-written backward pass (see the speed notes in
+:mod:`prediff.models.blocks`); in training, the dropout layers' masks are inputs of that step.
 """
 
 from __future__ import annotations
@@ -20,7 +20,18 @@ from __future__ import annotations
 import numpy as np
 
 from prediff.errors import ConfigError
-from prediff.models.blocks import NORM_EPS, LayerNorm, Linear, PositionwiseFFN, normalise, normalise_backward
+from prediff.models.blocks import (
+    NORM_EPS,
+    SAVED_ACTIVATIONS,
+    LayerNorm,
+    Linear,
+    PositionwiseFFN,
+    SavedActivations,
+    dropout_mask,
+    normalise,
+    normalise_backward,
+    parameter_gradients_wanted,
+)
 from prediff.runtime import mindspore_module
 
 ms = mindspore_module()
@@ -73,27 +84,46 @@ def _attention_weights(scaled_query: np.ndarray, key: np.ndarray, bias: np.ndarr
     return score
 
 
-def _axial_attention(qkv: np.ndarray, bias: np.ndarray, axis: int, num_heads: int, scale: np.float32):
-    """Attention along ``axis`` of ``qkv (B, T, H, W, 3C)`` -> ``(B, T, H, W, C)``, heads merged back."""
+def _axial_attention(qkv: np.ndarray, bias: np.ndarray, axis: int, num_heads: int, scale: np.float32,
+                     weights_mask: np.ndarray | None = None):
+    """Attention along ``axis`` of ``qkv (B, T, H, W, 3C)`` -> ``(B, T, H, W, C)``, heads merged back.
+
+    ``weights_mask`` (lines..., heads, L, L), optional: dropout keep-mask multiplied onto the softmax weights.
+    """
+    return _axial_attention_and_weights(qkv, bias, axis, num_heads, scale, weights_mask)[0]
+
+
+def _axial_attention_and_weights(qkv: np.ndarray, bias: np.ndarray, axis: int, num_heads: int, scale: np.float32,
+                                 weights_mask: np.ndarray | None = None):
+    """:func:`_axial_attention` and its softmax weights ``(lines..., heads, L, L)`` before the dropout mask."""
     query, key, value = _head_views(qkv, axis, num_heads)
     weights = _attention_weights(query * scale, key, bias)
+    kept = weights if weights_mask is None else weights * weights_mask
     out = np.empty(qkv.shape[:-1] + (qkv.shape[-1] // 3,), np.float32)
     out_heads = np.moveaxis(out.reshape(out.shape[:-1] + (num_heads, -1)), (axis, 4), (-2, -3))
-    np.matmul(weights, value, out=out_heads)
-    return out
+    np.matmul(kept, value, out=out_heads)
+    return out, weights
 
 
 def _axial_attention_backward(qkv: np.ndarray, bias: np.ndarray, axis: int, num_heads: int, scale: np.float32,
-                              grad_out: np.ndarray):
-    """Gradients (qkv, bias) of :func:`_axial_attention` for the output gradient ``grad_out (B,T,H,W,C)``."""
+                              grad_out: np.ndarray, weights_mask: np.ndarray | None = None,
+                              weights: np.ndarray | None = None):
+    """Gradients (qkv, bias) of :func:`_axial_attention` for the output gradient ``grad_out (B,T,H,W,C)``.
+
+    ``weights``: the forward pass's softmax weights if kept (recomputed otherwise).
+    """
     query, key, value = _head_views(qkv, axis, num_heads)
     scaled_query = query * scale
-    weights = _attention_weights(scaled_query, key, bias)
+    if weights is None:
+        weights = _attention_weights(scaled_query, key, bias)
+    kept = weights if weights_mask is None else weights * weights_mask
     grad_out = np.moveaxis(grad_out.reshape(grad_out.shape[:-1] + (num_heads, -1)), (axis, 4), (-2, -3))
     grad_qkv = np.empty_like(qkv)
     grad_query, grad_key, grad_value = _head_views(grad_qkv, axis, num_heads)
-    np.matmul(np.swapaxes(weights, -1, -2), grad_out, out=grad_value)
+    np.matmul(np.swapaxes(kept, -1, -2), grad_out, out=grad_value)
     grad_weights = np.matmul(grad_out, np.swapaxes(value, -1, -2))
+    if weights_mask is not None:
+        grad_weights *= weights_mask
     grad_score = weights * (grad_weights - (grad_weights * weights).sum(axis=-1, keepdims=True))
     np.matmul(grad_score, key, out=grad_query)
     grad_query *= scale
@@ -134,7 +164,7 @@ class _FusedAttentionFunction(_AxialAttentionFunction):
     relative-position bias lookup included, in one step (no gradient flows to the integer index).
     """
 
-    def _forward(self, x, gamma, beta, qkv_weight):
+    def _qkv(self, x, gamma, beta, qkv_weight):
         channels = x.shape[-1]
         x_hat, rstd = normalise(x.reshape(-1, channels), (1,), NORM_EPS)
         normed = x_hat * gamma + beta
@@ -145,48 +175,96 @@ class _FusedAttentionFunction(_AxialAttentionFunction):
         length = index.shape[0]
         return np.ascontiguousarray(table[index.reshape(-1)].reshape(length, length, -1).transpose(2, 0, 1))
 
-    def construct(self, x, gamma, beta, qkv_weight, bias_table, bias_index, proj_weight, proj_bias):
-        x_np = x.asnumpy()
-        channels = x_np.shape[-1]
-        bias = self._bias(bias_table.asnumpy(), bias_index.asnumpy())
-        qkv = self._forward(x_np, gamma.asnumpy(), beta.asnumpy(), qkv_weight.asnumpy())[3]
-        attended = _axial_attention(qkv, bias, self.axis, self.num_heads, self.scale).reshape(-1, channels)
-        out = attended @ proj_weight.asnumpy().T
-        out += proj_bias.asnumpy()
-        out += x_np.reshape(-1, channels)
-        return Tensor.from_numpy(out.reshape(x_np.shape))
-
-    def bprop(self, x, gamma, beta, qkv_weight, bias_table, bias_index, proj_weight, proj_bias, out, dout):
-        x_np, gamma_np, qkv_weight_np = x.asnumpy(), gamma.asnumpy(), qkv_weight.asnumpy()
-        table, index = bias_table.asnumpy(), bias_index.asnumpy()
+    def _forward(self, arrays, weights_mask, out_mask):
+        """Output and the intermediates its backward pass needs."""
+        x, gamma, beta, qkv_weight, table, index, proj_weight, proj_bias = arrays
+        channels = x.shape[-1]
         bias = self._bias(table, index)
-        x_hat, rstd, normed, qkv = self._forward(x_np, gamma_np, beta.asnumpy(), qkv_weight_np)
-        attended = _axial_attention(qkv, bias, self.axis, self.num_heads, self.scale)
-        channels = x_np.shape[-1]
-        grad_rows = dout.asnumpy().reshape(-1, channels)
-        grad_proj_weight = grad_rows.T @ attended.reshape(-1, channels)
-        grad_attended = (grad_rows @ proj_weight.asnumpy()).reshape(x_np.shape)
+        x_hat, rstd, normed, qkv = self._qkv(x, gamma, beta, qkv_weight)
+        attended, weights = _axial_attention_and_weights(qkv, bias, self.axis, self.num_heads, self.scale,
+                                                         weights_mask)
+        out = attended.reshape(-1, channels) @ proj_weight.T
+        out += proj_bias
+        if out_mask is not None:
+            out *= out_mask.reshape(-1, channels)
+        out += x.reshape(-1, channels)
+        return out.reshape(x.shape), (bias, x_hat, rstd, normed, qkv, weights, attended)
+
+    def _backward(self, arrays, weights_mask, out_mask, grad_out, saved):
+        x, gamma, _, qkv_weight, table, index, proj_weight, _ = arrays
+        bias, x_hat, rstd, normed, qkv, weights, attended = saved
+        channels = x.shape[-1]
+        grad_rows = grad_out.reshape(-1, channels)
+        grad_projected = grad_rows if out_mask is None else grad_rows * out_mask.reshape(-1, channels)
+        grad_attended = (grad_projected @ proj_weight).reshape(x.shape)
         grad_qkv, grad_bias = _axial_attention_backward(qkv, bias, self.axis, self.num_heads, self.scale,
-                                                        grad_attended)
+                                                        grad_attended, weights_mask, weights)
+        grad_qkv_rows = grad_qkv.reshape(-1, 3 * channels)
+        grad_normed = grad_qkv_rows @ qkv_weight
+        grad_x = normalise_backward(grad_normed * gamma, x_hat, rstd, (1,))
+        grad_x += grad_rows
+        if not parameter_gradients_wanted():
+            return [grad_x.reshape(x.shape)] + [np.zeros_like(array) for array in arrays[1:]]
         grad_table = np.zeros_like(table)
         np.add.at(grad_table, index.reshape(-1), grad_bias.transpose(1, 2, 0).reshape(-1, table.shape[1]))
-        grad_qkv_rows = grad_qkv.reshape(-1, 3 * channels)
-        grad_qkv_weight = grad_qkv_rows.T @ normed
-        grad_normed = grad_qkv_rows @ qkv_weight_np
-        grad_gamma = np.einsum("nc,nc->c", grad_normed, x_hat)
-        grad_x = normalise_backward(grad_normed * gamma_np, x_hat, rstd, (1,))
-        grad_x += grad_rows
-        return tuple(Tensor.from_numpy(np.ascontiguousarray(g)) for g in (
-            grad_x.reshape(x_np.shape), grad_gamma, grad_normed.sum(axis=0), grad_qkv_weight, grad_table,
-            np.zeros_like(index), grad_proj_weight, grad_rows.sum(axis=0)))
+        return [grad_x.reshape(x.shape), np.einsum("nc,nc->c", grad_normed, x_hat), grad_normed.sum(axis=0),
+                grad_qkv_rows.T @ normed, grad_table, np.zeros_like(index),
+                grad_projected.T @ attended.reshape(-1, channels), grad_projected.sum(axis=0)]
+
+    def _run(self, arrays, weights_mask, out_mask):
+        out, saved = self._forward(arrays, weights_mask, out_mask)
+        if SavedActivations.recording():
+            SAVED_ACTIVATIONS.keep(self, out, saved)
+        return Tensor.from_numpy(out)
+
+    def _gradients(self, arrays, weights_mask, out_mask, out, dout):
+        saved = SAVED_ACTIVATIONS.take(self, out.asnumpy())
+        if saved is None:
+            saved = self._forward(arrays, weights_mask, out_mask)[1]
+        return self._backward(arrays, weights_mask, out_mask, dout.asnumpy(), saved)
+
+    def construct(self, x, gamma, beta, qkv_weight, bias_table, bias_index, proj_weight, proj_bias):
+        arrays = [t.asnumpy() for t in (x, gamma, beta, qkv_weight, bias_table, bias_index, proj_weight, proj_bias)]
+        return self._run(arrays, None, None)
+
+    def bprop(self, x, gamma, beta, qkv_weight, bias_table, bias_index, proj_weight, proj_bias, out, dout):
+        arrays = [t.asnumpy() for t in (x, gamma, beta, qkv_weight, bias_table, bias_index, proj_weight, proj_bias)]
+        return _gradient_tensors(self._gradients(arrays, None, None, out, dout))
+
+
+class _FusedAttentionDropoutFunction(_FusedAttentionFunction):
+    """:class:`_FusedAttentionFunction` with dropout on the attention weights and on the projection (training).
+
+    Two more inputs: ``weights_mask`` (B, lines..., heads, L, L) — the lines of the attended axis in the order
+    of the remaining grid axes — and ``out_mask (B, T, H, W, C)``, scaled keep-masks from
+    :func:`prediff.models.blocks.dropout_mask`; they get zero gradients.
+    """
+
+    def construct(self, x, gamma, beta, qkv_weight, bias_table, bias_index, proj_weight, proj_bias, weights_mask,
+                  out_mask):
+        arrays = [t.asnumpy() for t in (x, gamma, beta, qkv_weight, bias_table, bias_index, proj_weight, proj_bias)]
+        return self._run(arrays, weights_mask.asnumpy(), out_mask.asnumpy())
+
+    def bprop(self, x, gamma, beta, qkv_weight, bias_table, bias_index, proj_weight, proj_bias, weights_mask,
+              out_mask, out, dout):
+        arrays = [t.asnumpy() for t in (x, gamma, beta, qkv_weight, bias_table, bias_index, proj_weight, proj_bias)]
+        masks = [weights_mask.asnumpy(), out_mask.asnumpy()]
+        grads = self._gradients(arrays, *masks, out, dout)
+        return _gradient_tensors(grads + [np.zeros_like(mask) for mask in masks])
+
+
+def _gradient_tensors(arrays) -> tuple:
+    """Tensors of C-contiguous gradient arrays (dtype kept, so the int64 index gets an int64 zero gradient)."""
+    return tuple(Tensor.from_numpy(np.ascontiguousarray(array)) for array in arrays)
 
 
 class AxialSelfAttention(nn.Cell):
     """Multi-head self-attention along one axis of ``(B, T, H, W, C)``, with relative-position bias.
 
     ``x -> x + proj(softmax(q k^T / sqrt(d) + bias) v)`` with q, k, v from ``LayerNorm(x)`` — the residual
-    add of the reference's cuboid block is included. Shape-preserving, float32. Without active dropout the
-    layer runs as one fused numpy step (:class:`_FusedAttentionFunction`).
+    add of the reference's cuboid block is included. Shape-preserving, float32. The layer runs as one fused
+    numpy step (:class:`_FusedAttentionFunction`; :class:`_FusedAttentionDropoutFunction` with the dropout
+    masks as inputs in training).
 
     Parameters
     ----------
@@ -225,8 +303,8 @@ class AxialSelfAttention(nn.Cell):
         self.norm = LayerNorm(dim)
         self.attend = _AxialAttentionFunction(axis, num_heads, self.scale)
         self.fused = _FusedAttentionFunction(axis, num_heads, self.scale)
+        self.fused_dropout = _FusedAttentionDropoutFunction(axis, num_heads, self.scale)
         self.attn_drop_rate = float(attn_drop)
-        self.proj_drop_rate = float(proj_drop)
         self.attn_drop = nn.Dropout(p=attn_drop)
         self._no_bias = Tensor(np.zeros((num_heads, self.length, self.length), np.float32))
         # Permutation moving the attended axis next to the channels, and its inverse.
@@ -260,10 +338,28 @@ class AxialSelfAttention(nn.Cell):
         return out.reshape(lines_shape[:-1] + (lines_shape[-1] // 3,)).transpose(self.grid_order)
 
     def construct(self, x: Tensor) -> Tensor:
-        dropout_active = self.training and (self.attn_drop_rate > 0 or self.proj_drop_rate > 0)
-        if self.use_final_proj and self.use_relative_pos and not dropout_active:
-            return self.fused(x, self.norm.gamma, self.norm.beta, self.qkv.weight, self.relative_position_bias_table,
-                              self.relative_position_index, self.proj.weight, self.proj.bias)
+        if not (self.use_final_proj and self.use_relative_pos):
+            return self.composed(x)
+        arguments = (x, self.norm.gamma, self.norm.beta, self.qkv.weight, self.relative_position_bias_table,
+                     self.relative_position_index, self.proj.weight, self.proj.bias)
+        weights_mask = dropout_mask(self.attn_drop, self._weights_shape(x.shape))
+        out_mask = dropout_mask(self.proj_drop, x.shape)
+        if weights_mask is None and out_mask is None:
+            return self.fused(*arguments)
+        if weights_mask is None:
+            weights_mask = Tensor(np.ones(self._weights_shape(x.shape), np.float32))
+        if out_mask is None:
+            out_mask = Tensor(np.ones(x.shape, np.float32))
+        return self.fused_dropout(*arguments, weights_mask, out_mask)
+
+    def _weights_shape(self, shape: tuple) -> tuple:
+        """Shape of the attention weights for an input of ``shape``: (B, other axes..., heads, L, L)."""
+        lines = tuple(shape[a] for a in self.line_order[:-2])
+        return lines + (self.num_heads, self.length, self.length)
+
+    def composed(self, x: Tensor) -> Tensor:
+        """The layer from its individual cells (MindSpore autodiff), the reference the fused kernels are tested
+        against; also the path of the configurations without relative-position bias or final projection."""
         qkv = self.qkv(self.norm(x))
         if self.training and self.attn_drop_rate > 0:
             out = self.attend_with_dropout(qkv, self._bias())
