@@ -2,13 +2,13 @@
 
 import streamlit as st
 
-from prediff.app.data import event_strip
 from prediff.app.forecast import (collect, intensity_figure, latent_figure, model_job_kwargs,
                                   recall, run_key, sampler_controls, window_job_kwargs)
 from prediff.app.jobs import run_denoising
 from prediff.app.schedule_view import PUBLISHED_CONFIG, schedule_figure, schedule_of
 from prediff.app.ui import choose_window, current_model, job_panel, model_status, session_runner, show_error
 from prediff.errors import PreDiffError
+from prediff.viz.maps import vil_strip_figure
 
 RUN_JOB = "prediff.denoising.run_job"
 PAGE = "denoising"
@@ -26,7 +26,7 @@ with st.container(border=True):
     ready = model_status(model)
 
 
-def step_through_view(result: dict, grid, run: str) -> None:
+def step_through_view(result: dict, grid) -> None:
     """Play / pause and the step slider over the kept steps of a finished run, redrawn as a fragment."""
     steps = [int(s) for s in result["steps"]]
     if st.session_state.get(STEP) not in steps:
@@ -56,9 +56,10 @@ def step_through_view(result: dict, grid, run: str) -> None:
         metrics[1].metric("Training timestep t", int(result["timesteps"][index]))
         metrics[2].metric("Noise level √(1-ᾱₜ)", f"{result['noise_level'][index]:.3f}")
         metrics[3].metric("Alignment estimate", f"{result['predicted_intensity'][index]:.4f}")
-        labels = tuple(f"+{10 * (i + 1)} min" for i in range(result["clean"].shape[1]))
-        st.markdown("**Predicted clean forecast at this step (decoded)**")
-        st.image(event_strip(result["clean"][index], labels, grid, f"{run}.{steps[index]}"))
+        labels = [f"+{10 * (i + 1)} min" for i in range(result["clean"].shape[1])]
+        st.plotly_chart(vil_strip_figure(result["clean"][index], grid, labels,
+                                         title="Predicted clean forecast at this step (decoded)"),
+                        theme=None, config={"displaylogo": False}, key="prediff.denoising.clean")
         st.markdown("**The noisy latent the step starts from**")
         channel = st.radio("Latent channel", list(range(result["latent"].shape[-1])), horizontal=True,
                            key="prediff.denoising.channel")
@@ -101,7 +102,7 @@ if ready and chosen is not None:
         st.caption(f"Event {event_id}: {result['num_steps']} sampler steps"
                    + (f", every {every}th kept" if every > 1 else ", every step kept")
                    + "; scrubbing reuses the decoded frames kept in this session.")
-        step_through_view(result, window["grid"], key)
+        step_through_view(result, window["grid"])
 elif not ready:
     st.info("Set up a model in the sidebar to step through the sampler (see the message above).",
             icon=":material/info:")
@@ -114,7 +115,8 @@ except PreDiffError as error:
     show_error(error)
     st.stop()
 steps = st.slider("DDIM sampling steps", 10, 250, 50, step=10, key="prediff.denoising.schedule_steps")
-st.plotly_chart(schedule_figure(schedule, steps), theme=None, config={"displaylogo": False}, key="prediff.denoising.schedule")
+st.plotly_chart(schedule_figure(schedule, steps), theme=None, config={"displaylogo": False},
+                key="prediff.denoising.schedule")
 st.caption(f"Schedule of {config.name}: {schedule.num_timesteps} training timesteps, β from "
            f"{schedule.betas[0]:.1e} to {schedule.betas[-1]:.1e}. At timestep t the latent is "
            "√ᾱₜ · clean + √(1-ᾱₜ) · noise; the sampler walks the marked timesteps from right to left.")

@@ -5,7 +5,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from prediff.app import dualpol as logic
-from prediff.app.ui import html_table, job_panel, session_runner, show_error
+from prediff.app.ui import cached_figure, job_panel, session_runner, show_error, show_table
 from prediff.dualpol.reader import HEIGHTS, UNITS, VARIABLES
 from prediff.errors import PreDiffError
 from prediff.viz.dualpol import FieldPanel, small_multiples
@@ -101,7 +101,9 @@ shown_fields = logic.echo_masked(fields)
 panels = [FieldPanel(f"{'ZH' if variable == 'dBZ' else variable} @ {height}", shown_fields[f"{variable}@{height}"],
                      variable, row=r + 1, col=c + 1)
           for r, variable in enumerate(VARIABLES) for c, height in enumerate(HEIGHTS)]
-st.plotly_chart(small_multiples(panels, labels, pixel_km=pixel_km, title=f"data_dir_{process:03d}"),
+fields_title = f"data_dir_{process:03d}"
+st.plotly_chart(cached_figure(lambda: small_multiples(panels, labels, pixel_km=pixel_km, title=fields_title),
+                              "dual-pol fields", panels, labels, pixel_km, fields_title),
                 theme=None, config=CHART_CONFIG, key=f"{KEY}.fields_map")
 scale_names = ", ".join(f"{'ZH' if v == 'dBZ' else v} in {UNITS[v]}" for v in VARIABLES)
 st.caption(f"Each variable has its own discrete scale ({scale_names}); blank = no echo (ZDR and KDP are "
@@ -118,11 +120,12 @@ nowcasts = _job_result(NOWCAST_JOB, nowcast_inputs)
 if nowcasts is not None:
     methods = [name for name in (*logic.NOWCAST_CHECKPOINTS, "persistence") if name in nowcasts]
     order = methods + ["observed"]
-    st.plotly_chart(small_multiples([FieldPanel(name, nowcasts[name], "dBZ", col=k + 1) for k, name in
-                                     enumerate(order)], labels[logic.N_INPUT:], pixel_km=pixel_km),
+    nowcast_panels = [FieldPanel(name, nowcasts[name], "dBZ", col=k + 1) for k, name in enumerate(order)]
+    st.plotly_chart(cached_figure(lambda: small_multiples(nowcast_panels, labels[logic.N_INPUT:], pixel_km=pixel_km),
+                                  "dual-pol nowcasts", nowcast_panels, labels, pixel_km),
                     theme=None, config=CHART_CONFIG, key=f"{KEY}.nowcast_map")
-    html_table(logic.nowcast_score_table({m: nowcasts[m] for m in methods}, nowcasts["observed"])
-               .rename_axis("method").reset_index(), height=180)
+    show_table(logic.nowcast_score_table({m: nowcasts[m] for m in methods}, nowcasts["observed"])
+               .rename_axis("method").reset_index(), key=f"{KEY}.nowcast_scores")
     st.caption("Scores over the 10 lead times of this window; s = neighbourhood window (pixels) of the fuzzy CSI. "
                "One window is a small sample: the test-split tables are in docs/dualpol.md.")
 
@@ -150,16 +153,18 @@ if diffusion is not None:
 names = list(estimates) + ["rain truth (KDP-based)"]
 shown = {**estimates, "rain truth (KDP-based)": subset["rain"]}
 qpe_columns = 4
-st.plotly_chart(small_multiples([FieldPanel(name, shown[name], "rain", row=k // qpe_columns + 1,
-                                            col=k % qpe_columns + 1) for k, name in enumerate(names)],
-                                [labels[k] for k in qpe_frames], pixel_km=pixel_km, panel_height=240),
+qpe_panels = [FieldPanel(name, shown[name], "rain", row=k // qpe_columns + 1, col=k % qpe_columns + 1)
+              for k, name in enumerate(names)]
+qpe_labels = [labels[k] for k in qpe_frames]
+st.plotly_chart(cached_figure(lambda: small_multiples(qpe_panels, qpe_labels, pixel_km=pixel_km, panel_height=240),
+                              "dual-pol rain", qpe_panels, qpe_labels, pixel_km),
                 theme=None, config=CHART_CONFIG, key=f"{KEY}.qpe_map")
 scores, fuzzy = logic.qpe_score_tables(estimates, subset["rain"])
-html_table(scores.rename_axis("method").reset_index(), height=220)
+show_table(scores.rename_axis("method").reset_index(), key=f"{KEY}.qpe_scores")
 st.caption(f"Scores over the {len(qpe_frames)} frames shown (every {QPE_FRAME_STEP}th of the window): MSE in "
            "(mm/h)², MRE over pixels with rain ≥ 0.1 mm/h, RBIAS = Σ(p − o) / Σo, CSI per rain class.")
 with st.expander("Fuzzy CSI vs neighbourhood window size"):
-    html_table(fuzzy.rename_axis("method").reset_index(), height=220)
+    show_table(fuzzy.rename_axis("method").reset_index(), key=f"{KEY}.fuzzy_scores")
     st.caption("Event fields max-pooled over s × s pixel windows before counting (Ebert 2008, upscaling).")
 
 st.subheader("What each channel contributes (Shapley values)")

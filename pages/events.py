@@ -7,13 +7,31 @@ from prediff.app import state as keys
 from prediff.app.data import event_gif, event_strip, events_table, incomplete_event_count, load_event
 from prediff.app.events import attribution, filter_events, hover_lines
 from prediff.app.state import data_source
-from prediff.app.ui import html_table, show_error
+from prediff.app.ui import cached_figure, show_error, show_table
 from prediff.errors import DataError, PreDiffError
 from prediff.viz.maps import events_map, vil_map
 
 PICKER_KEY = "prediff.events.picker"
 MAP_KEY = "prediff.events.map"
+TABLE_KEY = "prediff.events.table"
 SHOWN_IDS = "prediff.events.shown_ids"
+
+#: How the catalog table shows its columns (units in the titles, help on hover).
+CATALOG_COLUMNS = {
+    "id": st.column_config.TextColumn("Event id", help="SEVIR event id (S + NOAA storm-event number)"),
+    "type": st.column_config.TextColumn("Type", help="NOAA storm-event type; '(random event)' for SEVIR's "
+                                                     "randomly sampled patches"),
+    "time (UTC)": st.column_config.DatetimeColumn("Time (UTC)", format="YYYY-MM-DD HH:mm",
+                                                  help="Reference time of the event"),
+    "lat": st.column_config.NumberColumn("Lat (°N)", format="%.1f", width="small", help="Patch centre latitude"),
+    "lon": st.column_config.NumberColumn("Lon (°E)", format="%.1f", width="small", help="Patch centre longitude"),
+    "max VIL (pixel)": st.column_config.NumberColumn("Max VIL (px)", format="%d", width="small",
+                                                     help="Largest VIL pixel value of the event, 0-254"),
+    "max VIL (kg m-2)": st.column_config.NumberColumn("Max VIL (kg m⁻²)", format="%.1f", width="small",
+                                                      help="Largest VIL pixel decoded to kg m⁻²"),
+    "split": st.column_config.TextColumn("Split", width="small",
+                                         help="Date split of the reference (train / val / test)"),
+}
 
 st.title("Storm events")
 
@@ -68,6 +86,13 @@ def _choose_from_map() -> None:
         st.query_params["event"] = st.session_state[keys.EVENT_ID]
 
 
+def _choose_from_table() -> None:
+    rows = st.session_state[TABLE_KEY].selection.rows
+    if rows:
+        st.session_state[keys.EVENT_ID] = st.session_state[SHOWN_IDS][rows[0]]
+        st.query_params["event"] = st.session_state[keys.EVENT_ID]
+
+
 def _choose_from_list() -> None:
     st.session_state[keys.EVENT_ID] = st.session_state[PICKER_KEY]
     st.query_params["event"] = st.session_state[PICKER_KEY]
@@ -80,13 +105,15 @@ st.session_state[PICKER_KEY] = current
 st.query_params["event"] = current
 position = ids.index(current)
 
-left, right = st.columns([5, 4])
+left, right = st.columns([3, 2])
 with left:
-    st.selectbox("Event shown below (or click an event on the map)", ids, key=PICKER_KEY,
+    st.selectbox("Event shown below (or select a row of the table, or click an event on the map)", ids,
+                 key=PICKER_KEY,
                  on_change=_choose_from_list,
                  format_func=lambda i: f"{i} — {shown['type'].iloc[ids.index(i)]}, "
                                        f"{pd.Timestamp(shown['time (UTC)'].iloc[ids.index(i)]):%Y-%m-%d %H:%M} UTC")
-    html_table(shown, height=360, chosen_row=position, float_format="{:.2f}")
+    show_table(shown, height=360, key=TABLE_KEY, on_select=_choose_from_table, selection_mode="single-row",
+               column_config=CATALOG_COLUMNS)
 with right:
     figure = events_map(shown["lat"], shown["lon"], hover_text=hover_lines(shown),
                         max_vil=shown["max VIL (pixel)"], highlight=position, height=440)
@@ -109,7 +136,8 @@ facts[3].metric("Max VIL (kg m⁻²)", f"{row['max VIL (kg m-2)']:.1f}", help=f"
 facts[4].metric("Centre (lat, lon)", f"{row['lat']:.1f}, {row['lon']:.1f}")
 labels = [f"{pd.Timestamp(t):%Y-%m-%d %H:%M} UTC" for t in times]
 title = f"VIL, event {current}, {pd.Timestamp(times[0]):%Y-%m-%d %H:%M} – {pd.Timestamp(times[-1]):%H:%M} UTC"
-st.plotly_chart(vil_map(frames, grid, times=times, title=title, height=640),
+st.plotly_chart(cached_figure(lambda: vil_map(frames, grid, times=times, title=title, height=640), "event map",
+                              frames, times, grid, title),
                 theme=None, config={"displaylogo": False, "scrollZoom": True}, key="prediff.events.vil_map")
 st.caption("Colours: the SEVIR VIL scale (VIL pixel levels 16, 31, 59, 74, 100, 133, 160, 181, 219); grey "
            "background = missing (outside radar coverage; hover shows pixel 255). Hover a pixel for "

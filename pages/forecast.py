@@ -4,14 +4,15 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from prediff.app.data import event_gif, event_strip
 from prediff.app.forecast import (BASELINE_NAMES, collect, exceedance_probability, lead_time_labels,
                                   model_job_kwargs, recall, run_key, sampler_controls, skill_figure,
                                   window_job_kwargs)
 from prediff.app.jobs import check_model, run_forecast
-from prediff.app.ui import choose_window, current_model, job_panel, model_status, session_runner, show_error
+from prediff.app.ui import (cached_figure, choose_window, current_model, job_panel, model_status, session_runner,
+                            show_error)
 from prediff.data.vil import SEVIR_THRESHOLDS
 from prediff.errors import PreDiffError
+from prediff.viz.animation import vil_gif, vil_strip_png
 from prediff.viz.maps import MapPanel, multi_panel_map
 
 CHECK_JOB = "prediff.forecast.check_job"
@@ -84,8 +85,9 @@ if result is None:
     # before the first run: the real context and observation of the chosen window
     labels = [f"+{int((t - last_context).total_seconds() // 60)} min ({t:%H:%M} UTC)" for t in times[len(context):]]
     panels = [MapPanel("Last context frame", context[-1:]), MapPanel("Observed", target)]
-    st.plotly_chart(multi_panel_map(panels, window["grid"], times=labels,
-                                    title=f"Event {event_id}: last observation and the observed next hour"),
+    title = f"Event {event_id}: last observation and the observed next hour"
+    st.plotly_chart(cached_figure(lambda: multi_panel_map(panels, window["grid"], times=labels, title=title),
+                                  "window maps", panels, window["grid"], labels, title),
                     theme=None, config={"displaylogo": False}, key="prediff.forecast.map")
     st.caption(f"Context: {len(context)} frames ending {last_context:%Y-%m-%d %H:%M} UTC; "
                f"max VIL in the observed hour: {int(np.max(np.where(target == 255, 0, target)))} (pixel). "
@@ -119,8 +121,10 @@ for name in extra:
     field = result["baselines"][name]
     panels.append(MapPanel(f"{name} (mean)" if field.ndim == 4 else name, field.mean(axis=0) if field.ndim == 4
                            else field))
-st.plotly_chart(multi_panel_map(panels, window["grid"], times=labels, threshold_label=f"P(VIL ≥ {threshold})",
-                                title="Synchronized maps: press play or drag the lead-time slider"),
+title = "Synchronized maps: press play or drag the lead-time slider"
+st.plotly_chart(cached_figure(lambda: multi_panel_map(panels, window["grid"], times=labels, title=title,
+                                                      threshold_label=f"P(VIL ≥ {threshold})"),
+                              "forecast maps", panels, window["grid"], labels, title, threshold),
                 theme=None, config={"displaylogo": False}, key="prediff.forecast.result_map")
 intensity = pd.DataFrame({"member": np.arange(vil.shape[0]), "mean intensity (VIL/255)": result["mean_intensity"],
                           "alignment estimate": result["predicted_intensity"]})
@@ -144,14 +148,14 @@ else:
 
 st.subheader("Downloads")
 stem = f"prediff_{event_id}_{last_context:%Y%m%d%H%M}"
-run = st.session_state.get(f"{RUN_JOB}.key", "")
 columns = st.columns(3)
 columns[0].download_button("Forecast (NetCDF)", result["netcdf"], file_name=f"{stem}.nc",
                            mime="application/x-netcdf", key="prediff.forecast.download_nc")
 gif_frames = np.asarray(forecast_frames, dtype=np.float32)
-columns[1].download_button(f"{forecast_title} (animated GIF)", event_gif(gif_frames, tuple(labels), window["grid"],
-                                                                          f"{run}.{shown}"),
+# GIF and PNG are drawn only when their button is clicked (matplotlib takes seconds), not at every rerun
+columns[1].download_button(f"{forecast_title} (animated GIF)",
+                           lambda: vil_gif(gif_frames, labels=list(labels), grid=window["grid"]),
                            file_name=f"{stem}_{shown}.gif", mime="image/gif", key="prediff.forecast.download_gif")
-columns[2].download_button(f"{forecast_title} (PNG strip)", event_strip(gif_frames, tuple(labels), window["grid"],
-                                                                         f"{run}.{shown}"),
+columns[2].download_button(f"{forecast_title} (PNG strip)",
+                           lambda: vil_strip_png(gif_frames, labels=list(labels), grid=window["grid"], columns=3),
                            file_name=f"{stem}_{shown}.png", mime="image/png", key="prediff.forecast.download_png")

@@ -6,7 +6,8 @@ from prediff.app.forecast import (collect, guidance_target, lead_time_labels, mo
                                   pixel_area_km2, recall, run_key, sampler_controls, scenario_figure,
                                   scenario_table, window_job_kwargs)
 from prediff.app.jobs import run_scenarios
-from prediff.app.ui import choose_window, current_model, job_panel, model_status, session_runner, show_error
+from prediff.app.ui import (cached_figure, choose_window, current_model, job_panel, model_status, session_runner,
+                            show_error)
 from prediff.errors import PreDiffError
 from prediff.viz.maps import MapPanel, multi_panel_map
 
@@ -70,7 +71,9 @@ shown = st.selectbox("Show", ["mean"] + list(range(members)), key="prediff.scena
 panels = [MapPanel(name, field.mean(axis=0) if shown == "mean" else field[shown]) for name, field in scenarios.items()]
 if window["target"].shape[0]:
     panels.append(MapPanel("Observed", window["target"]))
-st.plotly_chart(multi_panel_map(panels, window["grid"], times=labels, title="Scenarios side by side"),
+st.plotly_chart(cached_figure(lambda: multi_panel_map(panels, window["grid"], times=labels,
+                                                      title="Scenarios side by side"),
+                              "scenario maps", panels, window["grid"], labels),
                 theme=None, config={"displaylogo": False}, key="prediff.scenarios.map")
 targets_text = ", ".join(f"{name}: {values.mean():.4f}" for name, values in result["target_intensity"].items()
                          if values is not None)

@@ -26,8 +26,9 @@ def _page(**state) -> AppTest:
     return app
 
 
-def _html(app) -> str:
-    return "\n".join(str(element.proto) for element in app.get("html"))
+def _tables(app) -> str:
+    """Every table of the page as CSV text (column titles included)."""
+    return "\n".join(frame.value.to_csv() for frame in app.dataframe)
 
 
 def _never_cancelled(fraction, message=""):
@@ -43,9 +44,9 @@ def test_page_shows_fields_classic_qpe_scores_and_shapley():
                                                 "Rain rate at 1 km from ZH and ZDR (no KDP)",
                                                 "What each channel contributes (Shapley values)"]
     assert len(app.get("plotly_chart")) == 3  # fields, QPE maps, Shapley bars (nowcast waits for its button)
-    html = _html(app)
-    assert "Marshall-Palmer" in html and "R(Z, ZDR)" in html and "CSI 30-50 mm/h" in html
-    assert "diffusion mean" not in html  # the diffusion rows appear only after its worker job
+    tables = _tables(app)
+    assert "Marshall-Palmer" in tables and "R(Z, ZDR)" in tables and "CSI 30-50 mm/h" in tables
+    assert "diffusion mean" not in tables  # the diffusion rows appear only after its worker job
     assert "training mean" in "\n".join(c.value for c in app.caption)
     app.radio(key=f"{KEY}.baseline").set_value("no-echo").run()
     assert not app.exception and "no echo" in "\n".join(c.value for c in app.caption)
@@ -60,8 +61,8 @@ def test_page_shows_worker_results_when_they_exist():
                for name in ("dual-pol U-Net", "ZH-only U-Net", "persistence", "observed")}
     app = _page(**{f"{KEY}.qpe_job.results": {(info["root"], process, 0, 4): diffusion},
                    f"{KEY}.nowcast_job.results": {(info["root"], process, 0): nowcast}})
-    html = _html(app)
-    assert "diffusion merge" in html and "ZH-only U-Net" in html and "dBZ²" in html
+    tables = _tables(app)
+    assert "diffusion merge" in tables and "ZH-only U-Net" in tables and "dBZ²" in tables
     assert len(app.get("plotly_chart")) == 4
 
 

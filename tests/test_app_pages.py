@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -41,7 +42,7 @@ def sevir_tree(tmp_path_factory):
 
 
 def _app(page: str, **state) -> AppTest:
-    app = AppTest.from_file(APP, default_timeout=60)
+    app = AppTest.from_file(APP, default_timeout=180)
     for key, value in state.items():
         app.session_state[key] = value
     app.run()
@@ -80,6 +81,16 @@ def test_events_page_shows_catalog_map_and_event(sevir_tree):
     assert len(download) == 2 and ".gif" in str(download[0].proto) and ".png" in str(download[1].proto)
 
 
+def test_events_catalog_is_an_interactive_table_and_a_row_choice_picks_the_event(sevir_tree):
+    app = _app("pages/events.py", **_sevir(sevir_tree))
+    table = app.dataframe[0]
+    assert list(table.value["id"]) == ["S70", "S71", "S72"]
+    assert table.proto.selection_mode == [table.proto.SelectionMode.SINGLE_ROW]
+    columns = json.loads(table.proto.columns)
+    assert columns["max VIL (kg m-2)"]["label"] == "Max VIL (kg m⁻²)"
+    assert columns["time (UTC)"]["type_config"]["type"] == "datetime"
+
+
 def test_imported_source_keeps_events_with_missing_pixels(sevir_tree):
     app = _app("pages/events.py", **{keys.DATA_KIND: "imported", keys.IMPORTED_ROOT: str(sevir_tree)})
     assert "4 of 4 events" in _texts(app) and "missing pixels" not in _texts(app)
@@ -98,7 +109,7 @@ def test_events_page_filters(sevir_tree):
 
 
 def test_events_page_link_to_event_and_unknown_id(sevir_tree):
-    app = AppTest.from_file(APP, default_timeout=60)
+    app = AppTest.from_file(APP, default_timeout=180)
     for key, value in _sevir(sevir_tree).items():
         app.session_state[key] = value
     app.query_params["event"] = "S72"
@@ -131,6 +142,25 @@ def test_events_page_missing_folder_entry_and_missing_hdf5(sevir_tree, tmp_path)
     assert "not there" in app.error[0].value
 
 
+def test_pages_explain_an_empty_catalog(sevir_tree, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    header = (sevir_tree / "CATALOG.csv").read_text().splitlines()[0]
+    (empty / "CATALOG.csv").write_text(header + "\n")
+    app = _app("pages/events.py", **_sevir(empty))
+    assert "holds no usable VIL events" in app.warning[0].value
+    assert not app.get("plotly_chart")
+    for page in ("pages/forecast.py", "pages/verification.py"):
+        app = _app(page, **_sevir(empty))
+        assert "holds no usable VIL events" in app.warning[0].value
+
+
+def test_a_remembered_event_that_no_longer_exists_falls_back_to_the_first(sevir_tree):
+    app = _app("pages/forecast.py", **_sevir(sevir_tree), **{keys.EVENT_ID: "S404"})
+    assert not app.error
+    assert app.selectbox(key="prediff.forecast.event").value == "S70"
+
+
 # --- model pages --------------------------------------------------------------------------------------------
 
 def test_forecast_page_demo_model_not_trained(sevir_tree):
@@ -149,6 +179,25 @@ def test_forecast_page_bad_checkpoint_paths(sevir_tree, tmp_path):
     assert "these model files do not exist" in app.error[0].value
     assert "/nowhere/vae.ckpt" in app.error[0].value
     assert not app.button  # nothing to load
+
+
+@pytest.mark.parametrize("page", ["pages/denoising.py", "pages/scenarios.py"])
+def test_model_pages_name_missing_checkpoints(sevir_tree, tmp_path, page):
+    state = dict(_sevir(sevir_tree), **{keys.MODEL_KIND: "checkpoints", keys.MODEL_CONFIG: str(tmp_path / "c.yaml"),
+                                         keys.MODEL_VAE: str(tmp_path / "vae.ckpt"), keys.MODEL_DIFFUSION: "",
+                                         keys.MODEL_ALIGN: ""})
+    app = _app(page, **state)
+    assert "these model files do not exist" in app.error[0].value and "vae.ckpt" in app.error[0].value
+    assert not [button for button in app.button if button.key and button.key.endswith(".run")]
+
+
+def test_demo_model_from_the_environment_enables_the_run_button(sevir_tree, tmp_path, monkeypatch):
+    for name in ("config.yaml", "vae.ckpt", "diffusion.ckpt", "align.ckpt"):
+        (tmp_path / name).write_text("x")
+    monkeypatch.setenv(keys.DEMO_MODEL_DIR_ENV, str(tmp_path))
+    app = _app("pages/forecast.py", **_sevir(sevir_tree))
+    assert "Model files found" in _texts(app)
+    assert app.button(key="prediff.forecast.run")
 
 
 def test_forecast_page_window_choice(sevir_tree):
@@ -190,8 +239,8 @@ def test_verification_page_scores_baselines(sevir_tree):
     app = _app("pages/verification.py", **_sevir(sevir_tree))
     assert not app.error
     assert len(app.get("plotly_chart")) == 1
-    html = "\n".join(str(element.proto) for element in app.get("html"))
-    assert "persistence" in html and "extrapolation" in html and "CSI-M" in html
+    tables = "\n".join(frame.value.to_csv() for frame in app.dataframe)
+    assert "persistence" in tables and "extrapolation" in tables and "CSI-M" in tables
 
 
 def test_pages_report_a_bad_dataset_without_traceback(tmp_path):
@@ -229,7 +278,7 @@ def test_the_app_process_never_imports_mindspore(sevir_tree):
     script = (
         "import sys\n"
         "from streamlit.testing.v1 import AppTest\n"
-        f"app = AppTest.from_file({APP!r}, default_timeout=60)\n"
+        f"app = AppTest.from_file({APP!r}, default_timeout=180)\n"
         "app.run()\n"
         "for page in ('pages/forecast.py', 'pages/denoising.py', 'pages/scenarios.py', 'pages/verification.py',\n"
         "             'pages/dual_pol.py', 'pages/about.py'):\n"
@@ -237,7 +286,7 @@ def test_the_app_process_never_imports_mindspore(sevir_tree):
         "    assert not app.exception, page\n"
         "print('MINDSPORE' if 'mindspore' in sys.modules else 'CLEAN')\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=900,
                             env=dict(os.environ, PREDIFF_DATA=str(sevir_tree)))
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "CLEAN"

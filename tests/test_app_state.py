@@ -39,6 +39,20 @@ def test_demo_model_not_trained_is_explained(monkeypatch, tmp_path):
         model_source({keys.MODEL_KIND: "demo"}).validate()
 
 
+def test_demo_model_folder_can_be_overridden(monkeypatch, tmp_path):
+    monkeypatch.setenv(keys.DEMO_MODEL_DIR_ENV, str(tmp_path))
+    assert keys.demo_model_dir() == tmp_path
+    source = model_source({keys.MODEL_KIND: "demo"})
+    assert source.vae == tmp_path / "vae.ckpt"
+    with pytest.raises(CheckpointError, match=r"\$PREDIFF_DEMO_MODEL_DIR points to .*lacks align, config"):
+        source.validate()
+    for name in ("config.yaml", "vae.ckpt", "diffusion.ckpt", "align.ckpt"):
+        (tmp_path / name).write_text("x")
+    model_source({keys.MODEL_KIND: "demo"}).validate()
+    monkeypatch.setenv(keys.DEMO_MODEL_DIR_ENV, "  ")
+    assert keys.demo_model_dir() == keys.DEMO_MODEL_DIR
+
+
 def test_checkpoint_paths_are_checked(tmp_path):
     files = {name: tmp_path / name for name in ("c.yaml", "vae.ckpt", "diffusion.ckpt", "align.ckpt", "x.txt")}
     for path in files.values():

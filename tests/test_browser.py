@@ -200,6 +200,9 @@ def test_forecast_and_denoising_run_with_a_tiny_model(app_url, browser, screensh
         page.wait_for_timeout(800)
         page.screenshot(path=str(screenshot_dir / "forecast_result.png"), full_page=True)
         assert page.locator('[data-testid="stException"]').count() == 0
+        # the finished job leaves no (disabled) Cancel / Stop buttons behind
+        assert page.get_by_role("button", name="Cancel").count() == 0
+        assert page.get_by_role("button", name="Stop the worker now").count() == 0
         assert "Traceback" not in page.inner_text("body")
 
         page.get_by_role("link", name="Denoising steps").click()

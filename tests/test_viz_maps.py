@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from prediff.data.geo import SEVIR_PROJ, corners_for_center, grid_from_corners
+from prediff.data.geo import SEVIR_PROJ, corners_for_center, grid_from_corners, unproject
 from prediff.viz.maps import MapPanel, events_map, multi_panel_map, probability_map, vil_map
 
 
@@ -36,7 +36,8 @@ def test_vil_map_animates_every_frame_with_hover_values(grid):
     # x/y in km on the grid's projected coordinates, equal aspect
     assert np.allclose(np.asarray(heatmap.x), grid.x / 1000.0)
     assert figure.layout.yaxis.scaleanchor == "x"
-    assert "°N" in heatmap.text[5][5] and "°W" in heatmap.text[5][5]
+    lon, lat = unproject(grid.proj, grid.x[7], grid.y[5])
+    assert heatmap.text[5][7] == f"{lat:.2f}°N, {-lon:.2f}°W"
     assert any(trace.name == "lakes" for trace in figure.data)
     assert figure.layout.sliders[0].steps[3].label == "12:30 UTC"
     overnight = vil_map(frames[:2], grid, times=np.array(["2019-06-01T23:55", "2019-06-02T00:05"],
@@ -117,3 +118,24 @@ def test_large_fields_are_shown_as_block_maxima():
     x = np.asarray(figure.data[0].x)
     assert np.isclose(x[0], (big.x[0] + big.x[1]) / 2000.0)
     assert np.isclose(figure.layout.xaxis.range[0], big.extent()[0] / 1000.0)
+
+
+def test_vil_strip_figure_places_frames_side_by_side(grid):
+    from prediff.viz.maps import vil_strip_figure
+
+    frames = _frames()
+    figure = vil_strip_figure(frames, grid, ["+10 min", "+20 min", "+30 min", "+40 min"], title="strip")
+    heatmap = figure.data[0]
+    z = np.asarray(heatmap.z)
+    rows, columns = grid.shape
+    gap = (z.shape[1] - 4 * columns) // 3
+    assert z.shape[0] == rows and gap >= 2 and z.shape[1] == 4 * columns + 3 * gap
+    # panel k starts k * (columns + gap) columns in; the gaps are blank (missing code)
+    assert np.array_equal(z[:, 2 * (columns + gap):2 * (columns + gap) + columns], frames[2])
+    assert np.all(z[:, columns:columns + gap] == 255)
+    assert [a.text for a in figure.layout.annotations] == ["+10 min", "+20 min", "+30 min", "+40 min"]
+    hover = np.asarray(heatmap.customdata)
+    lon, lat = unproject(grid.proj, grid.x[7], grid.y[5])
+    assert hover.shape == z.shape + (3,) and np.allclose(hover[5, columns + gap + 7, :2], [lat, lon], atol=1e-3)
+    with pytest.raises(ValueError, match="labels"):
+        vil_strip_figure(frames, grid, ["one"])

@@ -141,6 +141,7 @@ def event_window(source: DataSource, event_id: str, k: int) -> dict:
         raise DataError(f"event {event_id} has {len(starts)} forecast window(s) of {dataset.window.length} frames; "
                         f"window {k} does not exist")
     first = starts[k]
+    split = first + dataset.window.context
     last = first + dataset.window.length
-    return {"context": frames[first:first + dataset.window.context], "target": frames[first + dataset.window.context:last],
-            "times": times[first:last], "starts": starts, "grid": grid}
+    return {"context": frames[first:split], "target": frames[split:last], "times": times[first:last],
+            "starts": starts, "grid": grid}

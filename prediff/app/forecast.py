@@ -306,24 +306,33 @@ def parse_values(text: str) -> list[float]:
 def latent_figure(latent: np.ndarray, channel: int, lead_times: Sequence[int]):
     """One latent channel at every latent frame, side by side (plotly Figure).
 
+    The frames share one heatmap (separated by blank columns) rather than one subplot each, so the
+    step-through view can redraw it at every step without the cost of building subplots.
+
     Parameters
     ----------
     latent : (T, h, w, L) float latent (noisy input of a sampler step), network units (~N(0, 1) at the start).
     channel : which of the L channels to show.
     lead_times : (T,) minutes, the panel titles.
     """
-    from plotly.subplots import make_subplots
+    import plotly.graph_objects as go
 
     values = np.asarray(latent, dtype=np.float32)[..., int(channel)]
+    frames, rows, columns = values.shape
     limit = float(np.max(np.abs(values))) or 1.0
-    figure = make_subplots(rows=1, cols=values.shape[0], subplot_titles=[f"+{int(m)} min" for m in lead_times],
-                           horizontal_spacing=0.01)
-    for index, frame in enumerate(values):
-        figure.add_heatmap(z=frame, zmin=-limit, zmax=limit, colorscale="RdBu_r", showscale=index == 0,
-                           colorbar={"title": "latent", "len": 0.8}, row=1, col=index + 1)
-        figure.update_xaxes(showticklabels=False, row=1, col=index + 1)
-        figure.update_yaxes(showticklabels=False, scaleanchor=f"x{index + 1 if index else ''}", row=1, col=index + 1)
-    figure.update_layout(height=220, margin={"t": 30, "b": 10, "l": 10, "r": 10})
+    gap = max(1, columns // 8)
+    pitch = columns + gap
+    blank = np.full((rows, gap), np.nan, dtype=np.float32)
+    z = np.concatenate([part for frame in values for part in (frame, blank)][:-1], axis=1)
+    figure = go.Figure(go.Heatmap(z=z, zmin=-limit, zmax=limit, colorscale="RdBu_r", hoverongaps=False,
+                                  colorbar={"title": {"text": "latent"}, "len": 0.9, "thickness": 12},
+                                  hovertemplate="%{z:.2f}<extra></extra>"))
+    figure.update_xaxes(visible=False, range=[-0.5, z.shape[1] - 0.5], constrain="domain")
+    figure.update_yaxes(visible=False, range=[-0.5, rows - 0.5], scaleanchor="x", scaleratio=1, constrain="domain")
+    figure.update_layout(height=220, margin={"t": 30, "b": 10, "l": 10, "r": 10}, plot_bgcolor="white",
+                         annotations=[{"text": f"+{int(minutes)} min", "x": index * pitch + (columns - 1) / 2,
+                                       "y": rows - 0.5, "xref": "x", "yref": "y", "yanchor": "bottom",
+                                       "showarrow": False} for index, minutes in enumerate(lead_times)])
     return figure
 
 

@@ -18,6 +18,9 @@ from prediff.runtime import DEVICES
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_CORPUS_DIR = REPO_ROOT / "assets" / "demo_corpus"
 DEMO_MODEL_DIR = REPO_ROOT / "assets" / "demo_model"
+#: Environment variable naming another folder to serve as the demo model (same files as assets/demo_model), e.g.
+#: a model still in training or a random-weight model for benchmarks; read by :func:`demo_model_dir` only.
+DEMO_MODEL_DIR_ENV = "PREDIFF_DEMO_MODEL_DIR"
 #: Files of a model folder such as the demo model: the config and the three published-format checkpoints.
 MODEL_FILES = {"config": "config.yaml", "vae": "vae.ckpt", "diffusion": "diffusion.ckpt", "align": "align.ckpt"}
 
@@ -55,6 +58,15 @@ def init_state(state: MutableMapping) -> None:
     device = os.environ.get("PREDIFF_DEVICE", "CPU")
     state.setdefault(DEVICE, device if device in DEVICES else "CPU")
     state.setdefault(SEED, 0)
+
+
+def demo_model_dir() -> Path:
+    """The folder of the "Demo model" choice: ``$PREDIFF_DEMO_MODEL_DIR`` when set, else ``assets/demo_model``.
+
+    The folder holds :data:`MODEL_FILES` and, optionally, ``intensity_stats.json`` (for μ + k·σ targets).
+    """
+    override = os.environ.get(DEMO_MODEL_DIR_ENV, "").strip()
+    return Path(override).expanduser() if override else DEMO_MODEL_DIR
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,7 +116,7 @@ class ModelSource:
 
     Attributes
     ----------
-    kind : "demo" (``assets/demo_model``) or "checkpoints" (paths typed by the user).
+    kind : "demo" (:func:`demo_model_dir`) or "checkpoints" (paths typed by the user).
     config, vae, diffusion, align : file paths (``diffusion`` is the latent denoiser, ``main_model.`` names).
     device : MindSpore device ("CPU", "GPU", "Ascend") for the worker process.
     seed : sampling seed.
@@ -137,10 +149,16 @@ class ModelSource:
         """
         missing = self.missing_files()
         if self.kind == "demo" and missing:
+            folder = self.config.parent
+            if folder != DEMO_MODEL_DIR:
+                raise CheckpointError(
+                    f"${DEMO_MODEL_DIR_ENV} points to {folder}, which lacks {', '.join(sorted(missing))}; point it "
+                    "to a folder holding config.yaml, vae.ckpt, diffusion.ckpt and align.ckpt, or unset it to use "
+                    "assets/demo_model")
             raise CheckpointError(
-                f"the demo model is not trained yet ({DEMO_MODEL_DIR} lacks {', '.join(sorted(missing))}); train "
-                "it with the project's demo training command (see docs/), or choose 'Checkpoint files' and point "
-                "to the published MindEarth PreDiff vae.ckpt, diffusion.ckpt, align.ckpt and their config")
+                f"the demo model is not trained yet ({folder} lacks {', '.join(sorted(missing))}); train "
+                "it with the project's demo training command (see docs/training.md), or choose 'Checkpoint files' "
+                "and point to the published MindEarth PreDiff vae.ckpt, diffusion.ckpt, align.ckpt and their config")
         if missing:
             listing = "; ".join(f"{name}: {path if str(path) not in ('', '.') else '(empty)'}"
                                 for name, path in missing.items())
@@ -161,7 +179,8 @@ def model_source(state: MutableMapping) -> ModelSource:
     device = state.get(DEVICE, "CPU")
     seed = int(state.get(SEED, 0))
     if state.get(MODEL_KIND, "demo") == "demo":
-        paths = {name: DEMO_MODEL_DIR / file for name, file in MODEL_FILES.items()}
+        folder = demo_model_dir()
+        paths = {name: folder / file for name, file in MODEL_FILES.items()}
     else:
         paths = {name: Path(str(state.get(key, "")).strip()).expanduser()
                  for name, key in (("config", MODEL_CONFIG), ("vae", MODEL_VAE), ("diffusion", MODEL_DIFFUSION),

@@ -12,6 +12,10 @@ from prediff.errors import PreDiffError
 from prediff.runtime import DEVICES
 
 
+#: How often a running job's panel refreshes; also the longest wait between a job's end and its result showing.
+JOB_POLL_SECONDS = 0.5
+
+
 def show_error(error: BaseException) -> None:
     """Show a user error (:class:`PreDiffError`) as an error box with its message, never a traceback."""
     st.error(str(error), icon=":material/error:")
@@ -99,7 +103,8 @@ def _show_status(status: JobStatus) -> None:
 
 def job_panel(job_key: str) -> JobStatus | None:
     """Follow the job whose id is stored in ``st.session_state[job_key]``: progress bar and Cancel button
-    while it runs (refreshed every second without rerunning the page), then the outcome.
+    while it runs (refreshed every :data:`JOB_POLL_SECONDS` without rerunning the page), then the outcome alone:
+    a finished job shows no buttons.
 
     Returns
     -------
@@ -115,10 +120,11 @@ def job_panel(job_key: str) -> JobStatus | None:
         st.session_state.pop(job_key, None)
         return None
 
-    @st.fragment(run_every=1.0 if status.active else None)
+    @st.fragment(run_every=JOB_POLL_SECONDS if status.active else None)
     def follow() -> None:
         current = runner.status(job_id)
-        _show_status(current)
+        with st.container():
+            _show_status(current)
         if current.active:
             cancel, stop = st.columns([1, 4])
             if cancel.button("Cancel", key=f"{job_key}.cancel", help="Stops the job at its next progress report"):
@@ -127,7 +133,12 @@ def job_panel(job_key: str) -> JobStatus | None:
                            help="Ends the worker process at once (for a job that does not respond); "
                                 "models loaded in it are lost"):
                 runner.stop_worker()
-        elif status.active:
+        else:
+            # an empty element in the buttons' place: the browser drops the buttons now instead of leaving
+            # them disabled until a later page run clears stale elements (a fragment run that ends in st.rerun
+            # does not clear them)
+            st.empty()
+        if status.active and not current.active:
             # the job finished while this fragment was polling: rerun the page so it can show the result
             st.rerun()
 
@@ -155,11 +166,12 @@ def choose_window(key_prefix: str):
         st.warning(f"{source.root} holds no usable VIL events.")
         return None
     ids = list(table["id"])
+    types = dict(zip(table["id"], table["type"]))
     chosen = st.session_state.get(keys.EVENT_ID)
     columns = st.columns([3, 2])
     event_id = columns[0].selectbox("Event", ids, index=ids.index(chosen) if chosen in ids else 0,
                                     key=f"{key_prefix}.event",
-                                    format_func=lambda i: f"{i} — {table.loc[table['id'] == i, 'type'].iloc[0]}")
+                                    format_func=lambda i: f"{i} — {types[i]}")
     try:
         window = event_window(source, event_id, 0)
         k = 0
@@ -174,45 +186,48 @@ def choose_window(key_prefix: str):
     return source, event_id, window
 
 
-_TABLE_STYLE = """<style>
-.prediff-table {max-height: %dpx; overflow: auto; border: 1px solid #e6e6e6; border-radius: 6px;}
-.prediff-table table {border-collapse: collapse; width: 100%%; font-size: 0.85rem;}
-.prediff-table th {position: sticky; top: 0; background: #f4f4f6; text-align: left; padding: 4px 8px;}
-.prediff-table td {padding: 3px 8px; border-top: 1px solid #eee; white-space: nowrap;}
-.prediff-table tr.chosen td {background: #fff1c2; font-weight: 600;}
-</style>"""
+@st.cache_resource(show_spinner=False, max_entries=48)
+def _figure_of(key: str, _build):
+    return _build()
 
 
-def html_table(table, height: int = 420, chosen_row: int | None = None, float_format: str = "{:.3f}") -> None:
-    """Show a DataFrame as a scrollable HTML table with a sticky header.
+def cached_figure(build, name: str, *inputs):
+    """The figure ``build()`` makes, built once per distinct ``inputs`` and shared by reruns and sessions.
 
-    ``st.dataframe`` / ``st.table`` need pyarrow, whose pinned release does not import with the numpy 1.26 that
-    MindSpore requires, so tables are rendered as plain HTML.
+    Building a plotly map with frames costs far more than showing it, and Streamlit reruns the page at every
+    widget change; the figure is kept in ``st.cache_resource`` (one object, never copied), which is safe as
+    long as nobody modifies it after it is returned (``st.plotly_chart`` does not).
 
     Parameters
     ----------
-    table : the DataFrame (its index is not shown).
-    height : maximum height in pixels before the table scrolls.
-    chosen_row : position of a row to highlight.
-    float_format : format of float cells.
-    """
-    import html
+    build : function without arguments returning the figure.
+    name : what is built (e.g. "forecast maps"), so different figures of equal inputs do not collide.
+    inputs : everything the figure depends on (arrays, grids, labels, numbers); hashed through pickle.
 
-    header = "".join(f"<th>{html.escape(str(column))}</th>" for column in table.columns)
-    rows = []
-    for position, values in enumerate(table.itertuples(index=False)):
-        cells = []
-        for value in values:
-            if value is None or value is pd.NA or (isinstance(value, float) and value != value):
-                text = ""
-            elif isinstance(value, float):
-                text = float_format.format(value)
-            elif hasattr(value, "strftime"):
-                text = value.strftime("%Y-%m-%d %H:%M")
-            else:
-                text = str(value)
-            cells.append(f"<td>{html.escape(text)}</td>")
-        marker = ' class="chosen"' if position == chosen_row else ""
-        rows.append(f"<tr{marker}>{''.join(cells)}</tr>")
-    st.html(_TABLE_STYLE % height + f'<div class="prediff-table"><table><thead><tr>{header}</tr></thead>'
-            f"<tbody>{''.join(rows)}</tbody></table></div>")
+    Returns
+    -------
+    plotly.graph_objects.Figure.
+    """
+    from prediff.app.forecast import run_key
+
+    return _figure_of(run_key(name, *inputs), _build=build)
+
+
+def show_table(table: pd.DataFrame, digits: int = 3, column_config: dict | None = None, **options):
+    """Show a DataFrame as an interactive table (``st.dataframe``: sortable columns, search, CSV download).
+
+    Parameters
+    ----------
+    table : the DataFrame; its index is hidden, so put labels such as the method name in a column.
+    digits : decimals shown for float columns without an entry in ``column_config`` (values are not rounded).
+    column_config : ``st.column_config`` entries by column name (titles with units, formats, help).
+    options : passed on to ``st.dataframe`` (``height``, ``key``, ``on_select``, ``selection_mode`` ...).
+
+    Returns
+    -------
+    What ``st.dataframe`` returns (the selection state when ``on_select`` is given).
+    """
+    config = {column: st.column_config.NumberColumn(format=f"%.{digits}f") for column in table.columns
+              if pd.api.types.is_float_dtype(table[column].dtype)}
+    config.update(column_config or {})
+    return st.dataframe(table, hide_index=True, column_config=config, **options)

@@ -110,10 +110,21 @@ def _block_max(field: np.ndarray, stride: int, kind: str) -> np.ndarray:
     return np.where(np.isneginf(peak), np.nan, peak).astype(np.float32)
 
 
-def _latlon_text(grid: Grid, stride: int) -> np.ndarray:
-    """(H', W') str "lat°N, lon°E" of the displayed (block-centre) pixels, shown on hover."""
+def _latlon(grid: Grid, stride: int) -> np.ndarray:
+    """(H', W', 2) float32 latitude and longitude (degrees, east / north positive) of the displayed
+    (block-centre) pixels."""
     x, y = np.meshgrid(_block_mean_1d(grid.x, stride), _block_mean_1d(grid.y, stride))
-    lon, lat = (np.asarray(v) for v in unproject(grid.proj, x, y))
+    lon, lat = (np.asarray(v, dtype=np.float32) for v in unproject(grid.proj, x, y))
+    return np.stack([lat, lon], axis=-1)
+
+
+def _latlon_text(latlon: np.ndarray) -> np.ndarray:
+    """(H', W') str "lat°N, lon°E" of :func:`_latlon`'s coordinates, shown on hover.
+
+    Animated maps keep this one text array per panel (their frames change only the values); a numeric
+    latitude / longitude in every frame's customdata would double the data sent to the browser.
+    """
+    lat, lon = latlon[..., 0], latlon[..., 1]
     ns = np.where(lat >= 0, "N", "S")
     ew = np.where(lon >= 0, "E", "W")
     return np.char.add(np.char.add(np.char.add(np.char.mod("%.2f°", np.abs(lat)), ns),
@@ -121,11 +132,12 @@ def _latlon_text(grid: Grid, stride: int) -> np.ndarray:
 
 
 def _panel_frame(panel: MapPanel, index: int, stride: int) -> dict:
-    """Heatmap attributes of one frame of one panel (frames past the panel's end repeat its last one)."""
+    """Heatmap attributes of one frame of one panel (frames past the panel's end repeat its last one); VIL
+    panels carry the frame's VIL in kg m^-2 (float32, NaN where missing) as hover data."""
     field = _block_max(panel.values[min(index, len(panel.values) - 1)], stride, panel.kind)
     if panel.kind == "vil":
         z = to_display_pixels(field)
-        return {"z": z, "customdata": vil_pixels_to_kg_m2(z)}
+        return {"z": z, "customdata": vil_pixels_to_kg_m2(z).astype(np.float32)}
     return {"z": np.asarray(field, dtype=np.float32)}
 
 
@@ -210,7 +222,7 @@ def multi_panel_map(panels: Sequence[MapPanel], grid: Grid, times: Sequence | No
     count = len(panels)
     steps = max(len(panel.values) for panel in panels)
     stride = _display_stride(grid)
-    latlon_text = _latlon_text(grid, stride)
+    latlon_text = _latlon_text(_latlon(grid, stride))
     outline = _basemap_traces(grid)
     figure = make_subplots(rows=1, cols=count, subplot_titles=[panel.title for panel in panels],
                            horizontal_spacing=0.02 if count > 1 else 0.0)
@@ -377,4 +389,81 @@ def events_map(lat, lon, hover_text: Sequence[str] | None = None, max_vil=None, 
                         scaleanchor="x", scaleratio=1, constrain="domain")
     figure.update_layout(title={"text": title}, height=height, plot_bgcolor="#f4f4f0",
                          margin={"l": 10, "r": 10, "t": 40 if title else 10, "b": 10}, dragmode="pan")
+    return figure
+
+
+#: Empty columns between the panels of :func:`vil_strip_figure`, as a fraction of a panel's width.
+STRIP_GAP = 0.06
+
+
+def vil_strip_figure(frames, grid: Grid, labels: Sequence[str], title: str = "", height: int = 300):
+    """Several VIL frames side by side in one static plotly heatmap (e.g. the six lead times of a forecast).
+
+    One heatmap and one outline trace for all panels instead of a subplot per frame, so the figure is built and
+    sent quickly; the step-through view redraws it at every step. Hover shows latitude / longitude and VIL.
+
+    Parameters
+    ----------
+    frames : (T, H, W) VIL pixel 0-255 (uint8 or float) on ``grid``; 255 or NaN = missing (drawn blank, like
+        the gaps between panels).
+    grid : georeferencing of the frames (row 0 = south).
+    labels : (T,) panel titles, e.g. "+10 min".
+    title : figure title.
+    height : figure height in pixels.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure.
+    """
+    import plotly.graph_objects as go
+
+    frames = np.asarray(frames)
+    if frames.ndim != 3 or frames.shape[1:] != grid.shape:
+        raise ValueError(f"frames must be (T, H, W) on the grid {grid.shape}, got shape {frames.shape}")
+    if len(labels) != len(frames):
+        raise ValueError(f"{len(labels)} labels for {len(frames)} frames")
+    stride = _display_stride(grid)
+    panels = [to_display_pixels(_block_max(frame, stride, "vil")) for frame in frames]
+    rows, columns = panels[0].shape
+    gap = max(2, int(round(columns * STRIP_GAP)))
+    pitch = columns + gap
+    blank = np.full((rows, gap), MISSING_PIXEL, dtype=np.uint8)
+    z = np.concatenate([part for panel in panels for part in (panel, blank)][:-1], axis=1)
+    latlon = _latlon(grid, stride)
+    blank_latlon = np.full((rows, gap, 2), np.nan, dtype=np.float32)
+    latlon = np.concatenate([part for _ in panels for part in (latlon, blank_latlon)][:-1], axis=1)
+    kg = vil_pixels_to_kg_m2(z).astype(np.float32)
+    # a static strip: numeric latitude / longitude (a per-pixel string array costs more to build than the rest)
+    figure = go.Figure(go.Heatmap(z=z, customdata=np.concatenate([latlon, kg[..., None]], axis=-1),
+                                  coloraxis="coloraxis", hoverongaps=False,
+                                  hovertemplate="lat %{customdata[0]:.2f}°, lon %{customdata[1]:.2f}°<br>VIL "
+                                                "pixel %{z} = %{customdata[2]:.2f} kg m<sup>-2</sup><extra></extra>"))
+    # outlines in pixel units of one panel, repeated at every panel's offset; cut at the panel edges
+    x_km = _block_mean_1d(grid.x, stride)
+    y_km = _block_mean_1d(grid.y, stride)
+    line_x, line_y = [], []
+    for x, y in basemap_for_grid(grid, margin=0.0).values():
+        if x.size == 0:
+            continue
+        column = (x - x_km[0]) / (x_km[1] - x_km[0])
+        row = (y - y_km[0]) / (y_km[1] - y_km[0])
+        outside = (column < -0.5) | (column > columns - 0.5) | (row < -0.5) | (row > rows - 0.5)
+        column = np.where(outside, np.nan, column)
+        for index in range(len(panels)):
+            line_x.append(np.append(column + index * pitch, np.nan))
+            line_y.append(np.append(row, np.nan))
+    if line_x:
+        figure.add_trace(go.Scatter(x=np.concatenate(line_x), y=np.concatenate(line_y), mode="lines",
+                                    line={"color": "rgba(60,60,60,0.8)", "width": 0.8}, hoverinfo="skip",
+                                    showlegend=False))
+    figure.update_xaxes(visible=False, range=[-0.5, z.shape[1] - 0.5], constrain="domain")
+    figure.update_yaxes(visible=False, range=[-0.5, rows - 0.5], scaleanchor="x", scaleratio=1, constrain="domain")
+    annotations = [{"text": label, "x": index * pitch + (columns - 1) / 2, "y": rows - 0.5, "xref": "x",
+                    "yref": "y", "yanchor": "bottom", "showarrow": False, "font": {"size": 12}}
+                   for index, label in enumerate(labels)]
+    figure.update_layout(title={"text": title}, height=height, plot_bgcolor="white", annotations=annotations,
+                         margin={"l": 10, "r": 10, "t": 50 if title else 30, "b": 10},
+                         coloraxis={"colorscale": plotly_vil_colorscale(), "cmin": 0, "cmax": 255,
+                                    "colorbar": {**plotly_vil_colorbar("VIL (pixel)"), "len": 0.95,
+                                                 "thickness": 12}})
     return figure
