@@ -1,6 +1,10 @@
 """About: what PreDiff is, where the data comes from, how to bring a model."""
 
+from pathlib import Path
+
 import streamlit as st
+
+MODEL_CARD = Path(__file__).resolve().parents[1] / "docs" / "demo_model.md"
 
 st.title("About PreDiff Workbench")
 st.markdown("""
@@ -30,6 +34,12 @@ st.markdown("""
 - **Map outlines** — Natural Earth (public domain), simplified to about 1 km (assets/basemap).
 - **Colour scale** — the SEVIR VIL colour map and levels of the SEVIR tutorial.
 """)
+
+st.subheader("The demo model")
+st.markdown("A small PreDiff trained on the synthetic demo corpus, shipped in `assets/demo_model`: its recipe, "
+            "measured skill and limits.")
+with st.expander("Model card (docs/demo_model.md)"):
+    st.markdown(MODEL_CARD.read_text() if MODEL_CARD.is_file() else "The model card is missing from docs/.")
 
 st.subheader("Using a model")
 st.markdown("""

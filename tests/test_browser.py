@@ -115,7 +115,7 @@ def browser():
         instance.close()
 
 
-def _settle(page, timeout_s: float = 60.0) -> None:
+def _settle(page, timeout_s: float = 180.0) -> None:
     """Wait until the page's title is drawn and the script run is over (no 'Running' indicator)."""
     page.wait_for_selector('[data-testid="stMain"] h1', timeout=timeout_s * 1000)
     deadline = time.monotonic() + timeout_s
@@ -139,7 +139,7 @@ def _visit(browser, url: str, screenshot: Path, wait_for_plots: int = 0) -> str:
         _settle(page)
         if wait_for_plots:
             page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot .main-svg').length >= "
-                                   f"{wait_for_plots}", timeout=30000)
+                                   f"{wait_for_plots}", timeout=120000)
             page.wait_for_timeout(800)
         exceptions = page.locator('[data-testid="stException"]')
         text = page.inner_text("body")
