@@ -167,10 +167,11 @@ def test_results_are_remembered_by_run_parameters():
     assert logic.recall(state, "denoising", "k5") is None
 
 
-def test_model_job_kwargs_says_what_to_do_when_the_model_is_missing(tmp_path):
+def test_model_job_kwargs_says_what_to_do_when_the_model_is_missing(tmp_path, monkeypatch):
     from prediff.app.state import model_source
 
-    with pytest.raises(Exception, match="demo model is not trained yet"):
+    monkeypatch.setenv(keys.DEMO_MODEL_DIR_ENV, str(tmp_path))  # an empty folder stands for an untrained demo model
+    with pytest.raises(Exception, match="which lacks align, config, diffusion, vae"):
         logic.model_job_kwargs(model_source({keys.MODEL_KIND: "demo"}))
     with pytest.raises(Exception, match="these model files do not exist"):
         logic.model_job_kwargs(model_source({keys.MODEL_KIND: "checkpoints", keys.MODEL_CONFIG: "/x/c.yaml"}))
@@ -229,9 +230,10 @@ def test_forecast_job_reports_a_context_the_model_cannot_take(tiny):
 # --- pages --------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("page", ["pages/forecast.py", "pages/denoising.py", "pages/scenarios.py"])
-def test_pages_without_a_model_say_what_to_do(storm_tree, page):
+def test_pages_without_a_model_say_what_to_do(storm_tree, page, tmp_path, monkeypatch):
+    monkeypatch.setenv(keys.DEMO_MODEL_DIR_ENV, str(tmp_path))  # an empty folder stands for an untrained demo model
     app = _app(page, **{keys.DATA_KIND: "sevir", keys.SEVIR_ROOT: str(storm_tree)})
-    assert "demo model is not trained yet" in _texts(app) and "Set up a model in the sidebar" in _texts(app)
+    assert "which lacks" in _texts(app) and "Set up a model in the sidebar" in _texts(app)
     assert not any(b.label.startswith("Run") for b in app.button)
 
 
