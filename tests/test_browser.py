@@ -8,26 +8,21 @@ Opens every page, checks that none shows an exception, and saves a screenshot of
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from prediff.app.browser import CHROMIUM, CHROMIUM_ARGS, serve_app
 from prediff.data.geo import SEVIR_PROJ, corners_for_center
 from prediff.data.layout import EventRecord, write_sevir_tree
 
-CHROMIUM = Path("/usr/bin/chromium")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PAGES = {"events": "", "forecast": "forecast", "denoising": "denoising", "scenarios": "scenarios",
          "verification": "verification", "dual_pol": "dual_pol", "about": "about"}
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -53,46 +48,17 @@ def _storm_tree(root: Path) -> Path:
     return write_sevir_tree(root, events)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     if not CHROMIUM.exists():
         pytest.skip("Debian chromium is not installed (/usr/bin/chromium); run `bash scripts/install.sh --test`")
     data = _storm_tree(tmp_path_factory.mktemp("sevir") / "tree")
-    port = _free_port()
-    env = dict(os.environ, PREDIFF_DATA=str(data), PYTHONUNBUFFERED="1")
-    log = (tmp_path_factory.mktemp("streamlit") / "server.log").open("w")
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                               "--server.port", str(port), "--server.address", "127.0.0.1",
-                               "--browser.gatherUsageStats", "false"],
-                              cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    log_path = tmp_path_factory.mktemp("streamlit") / "server.log"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not start (exit code {server.poll()}); see {log.name}")
-            time.sleep(0.3)
-        yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
+        with serve_app(None, log_path, start_timeout_s=60, data=data) as url:
+            yield url
+    except RuntimeError as error:
+        pytest.fail(str(error))
 
 
 @pytest.fixture(scope="module")

@@ -44,9 +44,10 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_app(model_dir: Path, log_path: Path, start_timeout_s: float = 300.0):
-    """``streamlit run app.py`` on a free local port with the demo storm corpus and ``model_dir`` as the demo
-    model (``$PREDIFF_DEMO_MODEL_DIR``); yields the app's URL and stops the server afterwards.
+def serve_app(model_dir: Path | None, log_path: Path, start_timeout_s: float = 300.0, data: Path | None = None):
+    """``streamlit run app.py`` on a free local port with ``model_dir`` as the demo model
+    (``$PREDIFF_DEMO_MODEL_DIR``; None = assets/demo_model) and ``data`` as its dataset (``$PREDIFF_DATA``;
+    None = the demo storm corpus); yields the app's URL and stops the server afterwards.
 
     Raises
     ------
@@ -54,8 +55,12 @@ def serve_app(model_dir: Path, log_path: Path, start_timeout_s: float = 300.0):
         ``log_path``).
     """
     port = free_port()
-    env = dict(os.environ, PREDIFF_DEMO_MODEL_DIR=str(model_dir), PYTHONUNBUFFERED="1")
-    env.pop("PREDIFF_DATA", None)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    for name, value in (("PREDIFF_DEMO_MODEL_DIR", model_dir), ("PREDIFF_DATA", data)):
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = str(value)
     with log_path.open("w") as log:
         server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                                    "--server.port", str(port), "--server.address", "127.0.0.1",
