@@ -22,11 +22,10 @@ import numpy as np
 from prediff.errors import ConfigError
 from prediff.models.blocks import (
     NORM_EPS,
-    SAVED_ACTIVATIONS,
+    BatchSplitKernel,
     LayerNorm,
     Linear,
     PositionwiseFFN,
-    SavedActivations,
     dropout_mask,
     normalise,
     normalise_backward,
@@ -156,7 +155,7 @@ class _AxialAttentionFunction(nn.Cell):
         return tuple(Tensor.from_numpy(g) for g in grads)
 
 
-class _FusedAttentionFunction(_AxialAttentionFunction):
+class _FusedAttentionFunction(BatchSplitKernel, _AxialAttentionFunction):
     """``x + proj(attention(qkv(LayerNorm(x))))`` in numpy with an exact backward pass.
 
     ``construct(x (B,T,H,W,C), gamma, beta, qkv_weight [3C, C], bias_table [rows, heads], bias_index (L, L),
@@ -175,8 +174,8 @@ class _FusedAttentionFunction(_AxialAttentionFunction):
         length = index.shape[0]
         return np.ascontiguousarray(table[index.reshape(-1)].reshape(length, length, -1).transpose(2, 0, 1))
 
-    def _forward(self, arrays, weights_mask, out_mask):
-        """Output and the intermediates its backward pass needs."""
+    def _forward(self, arrays, weights_mask, out_mask, keep=True):
+        """Output and the intermediates its backward pass needs (all of them, whatever ``keep``)."""
         x, gamma, beta, qkv_weight, table, index, proj_weight, proj_bias = arrays
         channels = x.shape[-1]
         bias = self._bias(table, index)
@@ -211,25 +210,13 @@ class _FusedAttentionFunction(_AxialAttentionFunction):
                 grad_qkv_rows.T @ normed, grad_table, np.zeros_like(index),
                 grad_projected.T @ attended.reshape(-1, channels), grad_projected.sum(axis=0)]
 
-    def _run(self, arrays, weights_mask, out_mask):
-        out, saved = self._forward(arrays, weights_mask, out_mask)
-        if SavedActivations.recording():
-            SAVED_ACTIVATIONS.keep(self, out, saved)
-        return Tensor.from_numpy(out)
-
-    def _gradients(self, arrays, weights_mask, out_mask, out, dout):
-        saved = SAVED_ACTIVATIONS.take(self, out.asnumpy())
-        if saved is None:
-            saved = self._forward(arrays, weights_mask, out_mask)[1]
-        return self._backward(arrays, weights_mask, out_mask, dout.asnumpy(), saved)
-
     def construct(self, x, gamma, beta, qkv_weight, bias_table, bias_index, proj_weight, proj_bias):
         arrays = [t.asnumpy() for t in (x, gamma, beta, qkv_weight, bias_table, bias_index, proj_weight, proj_bias)]
-        return self._run(arrays, None, None)
+        return self._run(arrays, (None, None))
 
     def bprop(self, x, gamma, beta, qkv_weight, bias_table, bias_index, proj_weight, proj_bias, out, dout):
         arrays = [t.asnumpy() for t in (x, gamma, beta, qkv_weight, bias_table, bias_index, proj_weight, proj_bias)]
-        return _gradient_tensors(self._gradients(arrays, None, None, out, dout))
+        return _gradient_tensors(self._gradients(arrays, (None, None), out, dout))
 
 
 class _FusedAttentionDropoutFunction(_FusedAttentionFunction):
@@ -243,13 +230,13 @@ class _FusedAttentionDropoutFunction(_FusedAttentionFunction):
     def construct(self, x, gamma, beta, qkv_weight, bias_table, bias_index, proj_weight, proj_bias, weights_mask,
                   out_mask):
         arrays = [t.asnumpy() for t in (x, gamma, beta, qkv_weight, bias_table, bias_index, proj_weight, proj_bias)]
-        return self._run(arrays, weights_mask.asnumpy(), out_mask.asnumpy())
+        return self._run(arrays, (weights_mask.asnumpy(), out_mask.asnumpy()))
 
     def bprop(self, x, gamma, beta, qkv_weight, bias_table, bias_index, proj_weight, proj_bias, weights_mask,
               out_mask, out, dout):
         arrays = [t.asnumpy() for t in (x, gamma, beta, qkv_weight, bias_table, bias_index, proj_weight, proj_bias)]
         masks = [weights_mask.asnumpy(), out_mask.asnumpy()]
-        grads = self._gradients(arrays, *masks, out, dout)
+        grads = self._gradients(arrays, masks, out, dout)
         return _gradient_tensors(grads + [np.zeros_like(mask) for mask in masks])
 
 
