@@ -32,9 +32,21 @@ def test_config_checks_keys_and_values(repo_root):
     for bad in ({"model": {"widht": 4}}, {"model": {"variables": ["ZDR"]}}, {"data": {"target": "dBZ@3.0km",
                                                                                   "input_heights": ["1.0km"]}},
                 {"train": {"crop": 6}}, {"train": {"steps": "many"}}, {"train": {"steps": 2.5}},
-                {"data": {"test_processes": [0, 1.5]}}, {"data": {"input_heights": "1.0km"}}, {"optim": {}}):
+                {"data": {"test_processes": [0, 1.5]}}, {"data": {"input_heights": "1.0km"}}, {"optim": {}},
+                {"train": {"loss_thresholds_dbz": [35.0], "loss_weights": [1.0]}},
+                {"train": {"loss_thresholds_dbz": [40.0, 35.0], "loss_weights": [1, 2, 3]}},
+                {"train": {"loss_thresholds_dbz": [35.0], "loss_weights": [1, -2]}},
+                {"train": {"loss_thresholds_dbz": ["heavy"], "loss_weights": [1, 2]}}):
         with pytest.raises(ConfigError):
             config_from_dict(bad)
+
+
+def test_loss_weights_follow_the_observed_zh_classes(repo_root):
+    settings = load_config(repo_root / "configs" / "dualpol.yaml").train
+    target = np.array([[0.0, 27.7, 28.0, 35.0], [39.0, 50.0, 65.0, np.nan]], dtype=np.float32)
+    assert settings.pixel_weights(target).tolist() == [[1, 1, 2, 5], [10, 30, 30, 0]]
+    plain = config_from_dict(TINY).train
+    assert plain.pixel_weights(target).tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]]
 
 
 def test_forward_shapes_and_persistence_start(tiny_corpus):

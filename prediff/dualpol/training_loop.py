@@ -55,5 +55,9 @@ def fit_adam(network, loss_fn: Callable, next_batch: Callable[[int], Sequence[np
 
 
 def masked_mean_square(ms, error, valid):
-    """``sum(error^2 valid) / max(sum(valid), 1)``: the MSE over the valid entries (MindSpore tensors, any shape)."""
+    """``sum(error^2 valid) / max(sum(valid), 1)``: the MSE over the valid entries (MindSpore tensors, any shape).
+
+    ``valid`` is a 0/1 mask or, more generally, non-negative weights (0 = left out); with weights of at least 1
+    the result is the weighted mean of the squared error.
+    """
     return ((error ** 2) * valid).sum() / ms.ops.maximum(valid.sum(), ms.Tensor(1.0, ms.float32))
