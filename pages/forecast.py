@@ -138,11 +138,13 @@ if result["skill"] is None:
     st.info("The event ends before the full observed hour, so this window cannot be scored.")
 else:
     skill = result["skill"]
-    st.dataframe(skill, hide_index=True, key="prediff.forecast.skill_table")
+    scores = [column for column in skill.columns if column not in ("method", "lead_time")]
+    st.dataframe(skill.style.format(precision=4, na_rep="", subset=scores), hide_index=True,
+                 key="prediff.forecast.skill_table")
     st.caption("CSI per VIL threshold (pixel-wise; an ensemble's members are scored and pooled, as in the paper), "
                "MSE and CRPS in [0, 1] units (VIL/255). CRPS is blank for deterministic baselines; a CSI is blank "
                "when neither forecast nor observation reaches the threshold.")
-    metric = st.selectbox("Plot", [c for c in skill.columns if c not in ("method", "lead_time")],
+    metric = st.selectbox("Plot", scores,
                           index=list(skill.columns).index(f"CSI-{threshold}") - 2, key="prediff.forecast.metric")
     st.plotly_chart(skill_figure(skill, metric), key="prediff.forecast.skill_plot")
 

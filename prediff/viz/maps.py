@@ -35,6 +35,10 @@ BASEMAP_STYLE: dict[str, dict] = {
 MISSING_BACKGROUND = "#a8a8a8"
 PROBABILITY_COLORSCALE = "Blues"
 FRAME_DURATION_MS = 400
+#: Map panels per row of :func:`multi_panel_map` (more panels wrap onto further rows, so each map stays large).
+MAX_MAP_COLUMNS = 3
+#: Height in pixels of one row of map panels.
+MAP_ROW_HEIGHT = 380
 
 
 @dataclasses.dataclass
@@ -220,18 +224,21 @@ def multi_panel_map(panels: Sequence[MapPanel], grid: Grid, times: Sequence | No
         if panel.values.shape[1:] != grid.shape:
             raise ValueError(f"panel {panel.title!r} has shape {panel.values.shape[1:]}, grid is {grid.shape}")
     count = len(panels)
+    columns = min(count, MAX_MAP_COLUMNS)
+    rows = -(-count // columns)
     steps = max(len(panel.values) for panel in panels)
     stride = _display_stride(grid)
     latlon_text = _latlon_text(_latlon(grid, stride))
     outline = _basemap_traces(grid)
-    figure = make_subplots(rows=1, cols=count, subplot_titles=[panel.title for panel in panels],
-                           horizontal_spacing=0.02 if count > 1 else 0.0)
+    figure = make_subplots(rows=rows, cols=columns, subplot_titles=[panel.title for panel in panels],
+                           horizontal_spacing=0.03 if columns > 1 else 0.0, vertical_spacing=0.08)
     heatmap_indices = []
-    for column, panel in enumerate(panels, start=1):
+    for index, panel in enumerate(panels):
+        cell = {"row": index // columns + 1, "col": index % columns + 1}
         heatmap_indices.append(len(figure.data))
-        figure.add_trace(_heatmap(panel, 0, stride, grid, latlon_text), row=1, col=column)
+        figure.add_trace(_heatmap(panel, 0, stride, grid, latlon_text), **cell)
         for trace in outline:
-            figure.add_trace(trace, row=1, col=column)
+            figure.add_trace(trace, **cell)
     labels = _time_labels(times, steps)
     figure.frames = [
         go.Frame(name=labels[index], traces=heatmap_indices,
@@ -239,15 +246,16 @@ def multi_panel_map(panels: Sequence[MapPanel], grid: Grid, times: Sequence | No
         for index in range(steps)
     ]
     x_min, x_max, y_min, y_max = (value / 1000.0 for value in grid.extent())
-    for column in range(1, count + 1):
-        suffix = "" if column == 1 else str(column)
+    for index in range(count):
+        row, column = index // columns + 1, index % columns + 1
+        suffix = "" if index == 0 else str(index + 1)
         figure.update_xaxes(range=[x_min, x_max], constrain="domain", showgrid=False, zeroline=False,
-                            title_text="x (km)" if column == 1 else None, row=1, col=column,
-                            matches=None if column == 1 else "x")
+                            title_text="x (km)" if (row, column) == (rows, 1) else None, row=row, col=column,
+                            matches=None if index == 0 else "x")
         figure.update_yaxes(range=[y_min, y_max], showgrid=False, zeroline=False, scaleanchor="x" + suffix,
                             scaleratio=1, constrain="domain", title_text="y (km)" if column == 1 else None,
-                            showticklabels=column == 1, row=1, col=column)
-    height = height or (560 if count == 1 else 460)
+                            showticklabels=column == 1, row=row, col=column)
+    height = height or (560 if count == 1 else 120 + MAP_ROW_HEIGHT * rows)
     margin = {"l": 60, "r": 20, "t": 60, "b": 130 if steps > 1 else 40}
     # 40 px under the plot area leaves room for the tick labels and the x-axis title
     below = -40.0 / max(height - margin["t"] - margin["b"], 100)
@@ -258,13 +266,16 @@ def multi_panel_map(panels: Sequence[MapPanel], grid: Grid, times: Sequence | No
         "title": {"text": title}, "height": height, "plot_bgcolor": MISSING_BACKGROUND, "margin": margin,
         "updatemenus": menus, "sliders": sliders,
     }
+    # colour-bar titles run along the bars, so two bars side by side never overlap
     if has_vil:
+        vil_bar = plotly_vil_colorbar("VIL (pixel)")
+        vil_bar["title"]["side"] = "right"
         layout["coloraxis"] = {"colorscale": plotly_vil_colorscale(), "cmin": 0, "cmax": 255,
-                               "colorbar": {**plotly_vil_colorbar("VIL (pixel)"), "x": 1.0, "len": 0.9}}
+                               "colorbar": {**vil_bar, "x": 1.0, "len": 0.9, "thickness": 14}}
     if has_probability:
         layout["coloraxis2"] = {"colorscale": PROBABILITY_COLORSCALE, "cmin": 0.0, "cmax": 1.0,
-                                "colorbar": {"title": {"text": threshold_label}, "x": 1.08 if has_vil else 1.0,
-                                             "len": 0.9}}
+                                "colorbar": {"title": {"text": threshold_label, "side": "right"},
+                                             "x": 1.09 if has_vil else 1.0, "len": 0.9, "thickness": 14}}
     figure.update_layout(**layout)
     return figure
 
