@@ -40,7 +40,10 @@ def test_evaluate_end_to_end(model_dir, corpus, tmp_path, capsys):
     scores = json.loads((out / "scores.json").read_text())
     assert scores["windows"] == 2 and scores["settings"]["target"] == "oracle*2"
     methods = scores["methods"]
-    assert list(methods) == ["prediff", "prediff-aligned", "persistence", "extrapolation", "steps"]
+    assert list(methods) == ["prediff", "prediff (ensemble mean)", "prediff-aligned",
+                             "prediff-aligned (ensemble mean)", "persistence", "extrapolation", "steps",
+                             "steps (ensemble mean)"]
+    assert methods["prediff (ensemble mean)"]["all_lead_times"]["CRPS"] == methods["prediff"]["all_lead_times"]["CRPS"]
     assert methods["prediff"]["n_forecasts"] == 2 and methods["prediff"]["n_members"] == 2
     assert methods["persistence"]["n_members"] is None and "CRPS" not in methods["persistence"]["all_lead_times"]
     assert len(methods["steps"]["by_threshold"]["16"]["CSI"]) == 6
@@ -48,7 +51,7 @@ def test_evaluate_end_to_end(model_dir, corpus, tmp_path, capsys):
     import pandas as pd
 
     table = pd.read_csv(out / "scores.csv")
-    assert len(table) == 5 * 7 and set(table["method"]) == set(methods)
+    assert len(table) == 8 * 7 and set(table["method"]) == set(methods)
     # rerun: everything is already scored, nothing changes
     before = (out / "scores.json").read_text()
     assert main(command) == 0
@@ -113,3 +116,33 @@ def test_window_seeds_differ_per_window_and_repeat_per_run():
     assert len(set(seeds)) == 50 and seeds == [window_seed(0, n) for n in range(50)]
     assert window_seed(1, 0) != window_seed(0, 1)
     assert np.all(np.asarray(seeds) >= 0)
+
+
+def test_the_ensemble_mean_row_scores_the_mean_field(corpus, tmp_path):
+    from prediff.data.sevir import SevirDataset
+    from prediff.verify.by_lead_time import ScoreAccumulator
+    from prediff.verify.evaluate import method_scores, run_evaluation, window_seed
+
+    class NoisyPersistence:
+        n_members = 3
+
+        def forecast(self, context, observed, seed):
+            rng = np.random.default_rng(seed)
+            last = context[-1].astype(np.float32)
+            return np.clip(last[None, None] + rng.normal(0, 40, (3, len(observed)) + last.shape), 0, 254)
+
+    dataset = SevirDataset(corpus, split="test")
+    state = run_evaluation(dataset, {"noisy": NoisyPersistence()}, tmp_path / "eval", settings={"case": "mean"},
+                           seed=1, limit=1)
+    assert set(state.accumulators) == {"noisy", "noisy (ensemble mean)"}
+    event_id, k = dataset.windows()[0]
+    pixels = dataset.read_window(event_id, k)
+    context, observed = pixels[:dataset.window.context], pixels[dataset.window.context:]
+    members = NoisyPersistence().forecast(context, observed, window_seed(1, 0))
+    by_hand = ScoreAccumulator(n_lead_times=len(observed))
+    by_hand.update(members.mean(axis=0), observed)
+    mean_row = method_scores(state.accumulators["noisy (ensemble mean)"])
+    pooled_row = method_scores(state.accumulators["noisy"])
+    expected = method_scores(by_hand)
+    assert mean_row["all_lead_times"]["MSE"] == pytest.approx(expected["all_lead_times"]["MSE"], rel=1e-6)
+    assert mean_row["all_lead_times"]["MSE"] < pooled_row["all_lead_times"]["MSE"]

@@ -122,6 +122,26 @@ def _settings_difference(saved: Mapping, wanted: Mapping) -> list[str]:
             if saved.get(key) != wanted.get(key)]
 
 
+#: Suffix of the score row of an ensemble method's ensemble mean.
+ENSEMBLE_MEAN_SUFFIX = " (ensemble mean)"
+
+
+def score_rows(methods: Mapping[str, Method]) -> dict[str, tuple[str, str]]:
+    """The rows of the score tables: row name -> (method name, deterministic summary).
+
+    Every method gets a row under its own name (an ensemble's members scored one by one and pooled, as the
+    PreDiff paper scores them); an ensemble method gets a second row, ``"<name> (ensemble mean)"``, whose
+    deterministic scores (CSI, MSE, SSIM, FSS ...) are those of the ensemble-mean field. Probabilistic scores
+    (CRPS, rank histogram, reliability) are the same in both rows.
+    """
+    rows = {}
+    for name, method in methods.items():
+        rows[name] = (name, "all_members")
+        if method.n_members is not None and method.n_members > 1:
+            rows[name + ENSEMBLE_MEAN_SUFFIX] = (name, "mean")
+    return rows
+
+
 def run_evaluation(dataset, methods: Mapping[str, Method], out_dir, *, settings: Mapping[str, Any],
                    limit: int | None = None, restart: bool = False, thresholds: Sequence[float] = SEVIR_THRESHOLDS,
                    seed: int = 0, progress: Callable[[int, int], None] | None = None,
@@ -144,7 +164,7 @@ def run_evaluation(dataset, methods: Mapping[str, Method], out_dir, *, settings:
 
     Returns
     -------
-    EvaluationState with the accumulators of every method.
+    EvaluationState with one accumulator per row of :func:`score_rows`.
 
     Raises
     ------
@@ -159,10 +179,16 @@ def run_evaluation(dataset, methods: Mapping[str, Method], out_dir, *, settings:
         raise ConfigError(f"{out_dir} holds an evaluation with other settings ({differences}); rerun with the same "
                           "options to resume it, pass --restart to start over, or choose a new --out folder")
     n_lead_times = dataset.window.target
+    rows = score_rows(methods)
     if state is None:
         state = EvaluationState(settings, [], {
-            name: ScoreAccumulator(n_lead_times=n_lead_times, thresholds=thresholds, n_members=method.n_members)
-            for name, method in methods.items()})
+            row: ScoreAccumulator(n_lead_times=n_lead_times, thresholds=thresholds,
+                                  n_members=methods[name].n_members, deterministic_summary=summary)
+            for row, (name, summary) in rows.items()})
+    elif set(state.accumulators) != set(rows):
+        raise ConfigError(f"{out_dir} holds an evaluation scored as {sorted(state.accumulators)}, not "
+                          f"{sorted(rows)} (an older version of prediff); pass --restart to start over, or choose "
+                          "a new --out folder")
     windows = dataset.windows()
     if limit is not None:
         windows = windows[: max(int(limit), 0)]
@@ -175,7 +201,9 @@ def run_evaluation(dataset, methods: Mapping[str, Method], out_dir, *, settings:
             context, observed = pixels[:context_frames], pixels[context_frames:]
             for name, method in methods.items():
                 forecast = method.forecast(context, observed, window_seed(seed, number))
-                state.accumulators[name].update(forecast, observed)
+                for row, (method_name, _) in rows.items():
+                    if method_name == name:
+                        state.accumulators[row].update(forecast, observed)
             state.done.append(key)
             done.add(key)
             state.save(out_dir)
