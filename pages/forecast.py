@@ -140,9 +140,9 @@ else:
     skill = result["skill"]
     scores = [column for column in skill.columns if column not in ("method", "lead_time")]
     # shown as text: the table widget draws missing numbers as "None", and a blank reads better
-    shown = skill.assign(**{column: skill[column].map(lambda value: "" if pd.isna(value) else f"{value:.4f}")
-                            for column in scores})
-    st.dataframe(shown, hide_index=True, key="prediff.forecast.skill_table")
+    skill_text = skill.assign(**{column: skill[column].map(lambda value: "" if pd.isna(value) else f"{value:.4f}")
+                                 for column in scores})
+    st.dataframe(skill_text, hide_index=True, key="prediff.forecast.skill_table")
     st.caption("CSI per VIL threshold (pixel-wise; an ensemble's members are scored and pooled, as in the paper), "
                "MSE and CRPS in [0, 1] units (VIL/255). CRPS is blank for deterministic baselines; a CSI is blank "
                "when neither forecast nor observation reaches the threshold.")
