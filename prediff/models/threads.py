@@ -28,6 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+
 def _usable_cores() -> int:
     """CPU cores this process may run on (its affinity mask, e.g. under ``taskset``), else all cores."""
     if hasattr(os, "sched_getaffinity"):
@@ -178,11 +179,7 @@ def batch_parallel(kernel: Callable[[list], np.ndarray], arrays: Sequence, batch
 
     Runs ``kernel`` directly when there is one core, one sample, or when called from a worker.
     """
-    bounds = _share_bounds(arrays, batched)
-    if len(bounds) == 2:
-        return kernel(list(arrays))
-    calls = [(_share(arrays, batched, bounds[i], bounds[i + 1]),) for i in range(len(bounds) - 1)]
-    return np.concatenate(_map_shares(kernel, calls), axis=0)
+    return forward_shares(lambda share: (kernel(share), None), arrays, batched)[0]
 
 
 def forward_shares(forward: Callable[[list], tuple], arrays: Sequence, batched: Sequence[int]):
