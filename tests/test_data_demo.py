@@ -227,6 +227,13 @@ def test_organised_systems_drift_with_the_wind(organisation):
     assert cosine > np.cos(np.radians(45.0))
 
 
+def test_weak_systems_with_scattered_cells_simulate():
+    # a system weaker than 5 kg m^-2 once drew its scattered cells' peaks from an empty range (3 .. 0.6 * peak)
+    scene = storms.StormScene("multicell", storms.SteeringWind(10.0, 250.0), peak_vil_kg_m2=3.5, scattered_cells=3)
+    simulation = storms.simulate_storm(scene, np.random.default_rng(5))
+    assert np.isfinite(simulation.vil_kg_m2).all() and simulation.vil_kg_m2.max() > 0
+
+
 def test_steering_wind_varies_smoothly_in_space_and_time():
     wind = storms.SteeringWind.draw(np.random.default_rng(0), 12.0, 240.0)
     x = np.linspace(0.0, 384.0, 129)

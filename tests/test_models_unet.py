@@ -230,9 +230,10 @@ def _seeded_dropout(layer):
     return dropout
 
 
+@pytest.mark.parametrize("activation", ["gelu", "relu", "leaky"])
 @pytest.mark.parametrize("rate", [0.0, 0.3])
-def test_fused_feed_forward_matches_composed_layers(rate):
-    layer = blocks.PositionwiseFFN(8, 32, rate, "gelu")
+def test_fused_feed_forward_matches_composed_layers(rate, activation):
+    layer = blocks.PositionwiseFFN(8, 32, rate, activation)
     _randomise(layer, 0)
     dropout = _seeded_dropout(layer) if rate else None
     _assert_same(_fused_and_composed(layer, [_random((2, 3, 4, 5, 8), 1)], _random((2, 3, 4, 5, 8), 2), dropout))

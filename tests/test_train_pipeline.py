@@ -212,7 +212,7 @@ def test_balanced_l1_weights_heavy_pixels_more(corpus):
     config = load_config(tiny_config(vae=dict(recon_loss="balanced_l1")))
     objective = VAEObjective(config, trainer_settings(config, "vae"), corpus)
     frames = np.array([0, 20, 100, 150, 200], dtype=np.float32).reshape(1, 1, 1, 5) / 255.0
-    loss = objective._reconstruction_loss(ms.Tensor(frames), ms.Tensor(frames + 0.01))
+    loss = objective.loss.reconstruction_loss(ms.Tensor(frames), ms.Tensor(frames + 0.01))
     assert float(loss.asnumpy()) == pytest.approx(0.01 * (1 + 2 + 5 + 10 + 20) / 5, rel=1e-5)
 
 
@@ -471,7 +471,8 @@ def test_cli_train_and_stats(corpus, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_sigint_finishes_the_step_saves_and_exits_130(corpus, tmp_path):
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_sigint_finishes_the_step_saves_and_exits_130(corpus, tmp_path, signal_name):
     import signal
     import subprocess
     import sys
@@ -493,7 +494,7 @@ def test_sigint_finishes_the_step_saves_and_exits_130(corpus, tmp_path):
         deadline = time.monotonic() + 300
         while logged_steps() < 3 and time.monotonic() < deadline and process.poll() is None:
             time.sleep(0.2)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(getattr(signal, signal_name))
         out, err = process.communicate(timeout=300)
     finally:
         if process.poll() is None:

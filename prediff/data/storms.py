@@ -583,8 +583,10 @@ class _System:
         rng = self.rng
         birth = rng.uniform(-_SPIN_UP_MINUTES, (FRAME_COUNT - 1) * FRAME_MINUTES)
         x, y = rng.uniform(0.0, GRID_SIZE * PIXEL_KM, 2)
-        self._ordinary(x, y, birth, peak=float(rng.uniform(3.0, 0.6 * self.scene.peak_vil_kg_m2)),
-                       radius=rng.uniform(3.0, 5.5))
+        strongest = 0.6 * self.scene.peak_vil_kg_m2
+        # scattered cells peak at 3 kg m^-2 or more, unless the whole system is weaker than 5 kg m^-2
+        weakest = 3.0 if strongest >= 3.0 else 0.5 * strongest
+        self._ordinary(x, y, birth, peak=float(rng.uniform(weakest, strongest)), radius=rng.uniform(3.0, 5.5))
 
     def step(self, t: float, dt: float) -> None:
         """Advance the system from t to t + dt minutes: trigger, move, split and merge cells."""

@@ -30,6 +30,7 @@ import collections
 import contextlib
 import math
 import threading
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -942,15 +943,47 @@ def activation_layer(name: str) -> nn.Cell:
     raise ConfigError(f"ffn_activation={name!r} is not supported; use 'gelu', 'relu' or 'leaky'")
 
 
+class _FFNActivation(NamedTuple):
+    """An FFN activation for the fused kernels: ``forward(h, keep) -> (a(h), saved)`` and
+    ``derivative(h, saved) -> a'(h)``, where ``saved`` is what the forward pass can hand the derivative (or None)."""
+
+    forward: Callable
+    derivative: Callable
+
+
+def _gelu_forward(h: np.ndarray, keep: bool):
+    return _gelu_and_cdf(h) if keep else (_gelu(h), None)
+
+
+def _gelu_derivative_saved(h: np.ndarray, cdf: np.ndarray | None) -> np.ndarray:
+    return _gelu_derivative(h) if cdf is None else _gelu_derivative_from_cdf(h, cdf)
+
+
+def _leaky_forward(h: np.ndarray, keep: bool, slope: np.float32 = np.float32(0.1)):
+    return np.where(h > 0, h, slope * h), None
+
+
+#: The fused FFN kernels' activations, by the reference's ``ffn_activation`` names (leaky slope 0.1 as in
+#: :func:`activation_layer`). ReLU costs one pass over the hidden layer; the exact GELU about twenty.
+FFN_ACTIVATIONS = {
+    "gelu": _FFNActivation(_gelu_forward, _gelu_derivative_saved),
+    "relu": _FFNActivation(lambda h, keep: (np.maximum(h, np.float32(0.0)), None),
+                           lambda h, saved: (h > 0).astype(np.float32)),
+    "leaky": _FFNActivation(_leaky_forward, lambda h, saved: np.where(h > 0, np.float32(1.0), np.float32(0.1))),
+}
+
+
 class _FusedFFNFunction(BatchSplitKernel, nn.Cell):
-    """``x + Dense2(GELU(Dense1(LayerNorm(x))))`` of ``x (N, C)`` in numpy, with an exact backward pass.
+    """``x + Dense2(act(Dense1(LayerNorm(x))))`` of ``x (N, C)`` in numpy, with an exact backward pass.
 
     Inputs: ``x``, LayerNorm ``gamma``/``beta``, ``weight1 [4C, C]``, ``bias1``, ``weight2 [C, 4C]``, ``bias2``.
-    One numpy pass per step instead of a MindSpore kernel launch (and its copies) per step.
+    One numpy pass per step instead of a MindSpore kernel launch (and its copies) per step. ``activation``: a key
+    of :data:`FFN_ACTIVATIONS`.
     """
 
-    def __init__(self, eps: float = NORM_EPS):
+    def __init__(self, activation: str = "gelu", eps: float = NORM_EPS):
         super().__init__()
+        self.activation = FFN_ACTIVATIONS[activation]
         self.eps = eps
 
     def _forward(self, arrays, hidden_mask, out_mask, keep=True):
@@ -960,10 +993,7 @@ class _FusedFFNFunction(BatchSplitKernel, nn.Cell):
         normed = x_hat * gamma + beta
         hidden = normed @ weight1.T
         hidden += bias1
-        if keep:
-            activated, cdf = _gelu_and_cdf(hidden)
-        else:
-            activated, cdf = _gelu(hidden), None
+        activated, derivative_saved = self.activation.forward(hidden, keep)
         if hidden_mask is not None:
             activated *= hidden_mask
         out = activated @ weight2.T
@@ -971,16 +1001,16 @@ class _FusedFFNFunction(BatchSplitKernel, nn.Cell):
         if out_mask is not None:
             out *= out_mask
         out += x
-        return out, (x_hat, rstd, normed, hidden, cdf, activated)
+        return out, (x_hat, rstd, normed, hidden, derivative_saved, activated)
 
     def _backward(self, arrays, hidden_mask, out_mask, grad_out, saved):
         _, gamma, _, weight1, _, weight2, _ = arrays
-        x_hat, rstd, normed, hidden, cdf, activated = saved
+        x_hat, rstd, normed, hidden, derivative_saved, activated = saved
         grad_projected = grad_out if out_mask is None else grad_out * out_mask
         grad_hidden = grad_projected @ weight2
         if hidden_mask is not None:
             grad_hidden *= hidden_mask
-        grad_hidden *= _gelu_derivative_from_cdf(hidden, cdf)
+        grad_hidden *= self.activation.derivative(hidden, derivative_saved)
         grad_normed = grad_hidden @ weight1
         grad_x = normalise_backward(grad_normed * gamma, x_hat, rstd, (1,))
         grad_x += grad_out
@@ -1021,8 +1051,8 @@ class PositionwiseFFN(nn.Cell):
 
     ``(..., units) -> (..., units)`` float32; parameters ``ffn_1`` ``[4u, u]``, ``ffn_2`` ``[u, 4u]``,
     ``layer_norm``. ``ffn_2`` uses ``ffn2_init_mode`` (published "2": zeros, so a fresh layer is the identity).
-    With GELU the layer runs as one fused numpy step, the dropout layers' masks being inputs of that step when
-    dropout is active (training); other activations compose the individual layers.
+    The layer runs as one fused numpy step, the dropout layers' masks being inputs of that step when dropout is
+    active (training); :meth:`composed` is the same layer from its individual cells.
     """
 
     def __init__(self, units: int, hidden_size: int, dropout: float, activation: str,
@@ -1036,12 +1066,10 @@ class PositionwiseFFN(nn.Cell):
         self.dropout = nn.Dropout(p=dropout)
         self.units = units
         self.hidden_size = hidden_size
-        self.fused = _FusedFFNFunction() if activation == "gelu" else None
-        self.fused_dropout = _FusedFFNDropoutFunction() if activation == "gelu" else None
+        self.fused = _FusedFFNFunction(activation)
+        self.fused_dropout = _FusedFFNDropoutFunction(activation)
 
     def construct(self, x: Tensor) -> Tensor:
-        if self.fused is None:
-            return self.composed(x)
         rows = x.reshape(-1, self.units)
         arguments = (rows, self.layer_norm.gamma, self.layer_norm.beta, self.ffn_1.weight, self.ffn_1.bias,
                      self.ffn_2.weight, self.ffn_2.bias)

@@ -231,19 +231,32 @@ class Decoder(nn.Cell):
         return self.conv_out(self.conv_act(self.conv_norm_out(x)))
 
 
+def posterior_parameters(moments):
+    """Mean and clamped log-variance ``(N, L, h, w)`` of the encoder's moments ``(N, 2L, h, w)``.
+
+    The first L channels are the mean, the last L the log-variance, clamped to [-30, 20] as in the reference.
+    Plain MindSpore operations, so compiled training graphs (``mindspore.jit``) can use it.
+    """
+    mean, logvar = ops.split(moments, moments.shape[1] // 2, axis=1)
+    return mean, ops.clamp(logvar, *LOGVAR_RANGE)
+
+
+def gaussian_kl(mean, logvar):
+    """KL(N(mean, exp(logvar)) || N(0, I)) per item, ``(N,)``: 0.5 * sum(mean^2 + var - 1 - logvar) over (L, h, w)."""
+    return 0.5 * ops.sum(mean ** 2 + ops.exp(logvar) - 1.0 - logvar, dim=(1, 2, 3))
+
+
 class DiagonalGaussian:
     """The encoder's posterior q(z | x): a Gaussian with diagonal covariance, all tensors ``(N, L, h, w)`` float32.
 
     Parameters
     ----------
-    moments : ``(N, 2L, h, w)`` Tensor: the first L channels are the mean, the last L the log-variance
-        (clamped to [-30, 20] as in the reference).
+    moments : ``(N, 2L, h, w)`` Tensor (see :func:`posterior_parameters`).
     """
 
     def __init__(self, moments):
         self.moments = moments
-        self.mean, logvar = ops.split(moments, moments.shape[1] // 2, axis=1)
-        self.logvar = ops.clamp(logvar, *LOGVAR_RANGE)
+        self.mean, self.logvar = posterior_parameters(moments)
         self.std = ops.exp(0.5 * self.logvar)
         self.var = ops.exp(self.logvar)
 
@@ -258,8 +271,8 @@ class DiagonalGaussian:
         return self.mean + self.std * noise
 
     def kl(self):
-        """KL(q || N(0, I)) per item, ``(N,)``: 0.5 * sum(mean^2 + var - 1 - logvar) over (L, h, w)."""
-        return 0.5 * ops.sum(self.mean ** 2 + self.var - 1.0 - self.logvar, dim=(1, 2, 3))
+        """KL(q || N(0, I)) per item, ``(N,)`` (:func:`gaussian_kl`)."""
+        return gaussian_kl(self.mean, self.logvar)
 
 
 class AutoencoderKL(nn.Cell):

@@ -16,8 +16,10 @@ drives any of them:
   masks are a function of (seed, step, rank), see :mod:`prediff.train.randomness`). A state file that cannot
   be read, or that belongs to another checkpoint than the one beside it (a save interrupted between the two
   files), raises :class:`CheckpointError` naming the fix.
-* SIGINT (Ctrl-C) sets a flag; the running step finishes, the run is saved and :func:`run_training` returns
-  with ``interrupted=True``. A ``KeyboardInterrupt`` raised by a callback between steps is treated the same;
+* SIGINT (Ctrl-C) or SIGTERM sets a flag; the running step finishes, the run is saved and :func:`run_training`
+  returns with ``interrupted=True``. SIGTERM is handled like SIGINT because MindSpore answers a Ctrl-C that
+  arrives while a compiled graph runs (the VAE's training step) by sending its own process SIGTERM, and because
+  schedulers stop jobs with it. A ``KeyboardInterrupt`` raised by a callback between steps is treated the same;
   one raised inside a step (a second Ctrl-C) is re-raised without saving, keeping the last consistent save.
 """
 
@@ -375,11 +377,13 @@ def _progress_bar(name: str, start: int, stop: int, enabled: bool):
 
 
 class _StopRequest:
-    """Set by SIGINT while installed; :meth:`rearm` puts the handler back if a library replaced it."""
+    """Set by SIGINT or SIGTERM while installed; :meth:`rearm` puts the handlers back if a library replaced them."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.flag = threading.Event()
-        self.previous = signal.getsignal(signal.SIGINT)
+        self.previous = {number: signal.getsignal(number) for number in self.SIGNALS}
         self.active = threading.current_thread() is threading.main_thread()
 
     def is_set(self) -> bool:
@@ -388,24 +392,26 @@ class _StopRequest:
     def _handler(self, signum, frame):
         if self.flag.is_set():
             # a second Ctrl-C: give up immediately
-            signal.signal(signal.SIGINT, self.previous)
+            self.restore()
             raise KeyboardInterrupt
         self.flag.set()
 
     def rearm(self) -> None:
-        # MindSpore's runtime installs its own C-level SIGINT handler when it first compiles a graph (the
-        # optimiser's), which would kill the process instead of letting the step finish and the run save
+        # MindSpore's runtime installs its own C-level SIGINT handler when it compiles a graph (the optimiser's),
+        # which would kill the process instead of letting the step finish and the run save
         if self.active:
-            signal.signal(signal.SIGINT, self._handler)
+            for number in self.SIGNALS:
+                signal.signal(number, self._handler)
 
     def restore(self) -> None:
         if self.active:
-            signal.signal(signal.SIGINT, self.previous)
+            for number, previous in self.previous.items():
+                signal.signal(number, previous)
 
 
 @contextlib.contextmanager
 def _sigint_flag():
-    """Yield a :class:`_StopRequest` set by SIGINT while the block runs (main thread only)."""
+    """Yield a :class:`_StopRequest` set by SIGINT or SIGTERM while the block runs (main thread only)."""
     request = _StopRequest()
     request.rearm()
     try:

@@ -34,10 +34,11 @@ from prediff.errors import ConfigError, DataError
 from prediff.runtime import mindspore_module
 from prediff.train.data import fixed_subset, open_split, read_windows, shard, unit_frames
 from prediff.models.checkpoint import load_network
+from prediff.models.vae import gaussian_kl, posterior_parameters
 from prediff.train.loop import restore_parameters
 from prediff.train.distributed import Workers
 from prediff.train.optim import AdamWUpdate, ExponentialMovingAverage
-from prediff.train.settings import TrainerSettings
+from prediff.train.settings import RECON_LOSSES, TrainerSettings
 from prediff.verify.categorical import categorical_accum, categorical_compute, categorical_init
 
 ms = mindspore_module()
@@ -75,6 +76,75 @@ class PatchDiscriminator(nn.Cell):
     def construct(self, frames):
         """Patch logits ``(N, 1, H', W')`` of frames ``(N, 1, H, W)``."""
         return self.layers(frames)
+
+
+class VAELoss(nn.Cell):
+    """The VAE's training loss as one Cell, so that ``mindspore.jit`` compiles loss and gradient into one graph.
+
+    ``construct(frames (N, 1, h, w) float32 [0, 1], draws)`` -> scalar loss. With ``train_encoder`` the draws are
+    the posterior noise ``(N, L, h/8, w/8)`` (N(0, 1)) and the loss is ``recon + kl_weight * KL / (h * w)``;
+    without, they are latents of the frozen encoder and the loss is ``recon`` alone (decoder-only fine-tuning).
+    With a ``discriminator`` the generator's hinge term ``- disc_weight * mean(D(x_rec))`` is added.
+    Every setting is fixed at construction: a compiled graph does not see later attribute changes.
+    """
+
+    def __init__(self, network, recon_loss: str, kl_weight: float, train_encoder: bool = True,
+                 discriminator=None, disc_weight: float = 0.0):
+        super().__init__()
+        if recon_loss not in RECON_LOSSES:
+            raise ConfigError(f"train.vae.recon_loss={recon_loss!r} is not one of {', '.join(RECON_LOSSES)}")
+        self.network = network
+        self.recon_loss = recon_loss
+        self.kl_weight = float(kl_weight)
+        self.train_encoder = bool(train_encoder)
+        self.adversarial = discriminator is not None
+        self.discriminator = discriminator
+        self.disc_weight = float(disc_weight)
+
+    def reconstruction_loss(self, frames, reconstruction):
+        """Mean per-pixel reconstruction loss (scalar) of ``reconstruction`` against ``frames``, both (N, 1, h, w)."""
+        error = reconstruction - frames
+        if self.recon_loss == "balanced_l1":
+            weights = ops.ones_like(frames)
+            for (_, lower_weight), (threshold, weight) in zip(BALANCED_WEIGHTS, BALANCED_WEIGHTS[1:]):
+                weights = weights + (frames >= threshold / 255.0).astype(ms.float32) * (weight - lower_weight)
+            return (weights * ops.abs(error)).mean()
+        if self.recon_loss == "l2":
+            return ops.square(error).mean()
+        if self.recon_loss == "l1+l2":
+            return ops.abs(error).mean() + ops.square(error).mean()
+        return ops.abs(error).mean()
+
+    @staticmethod
+    def kl_per_pixel(mean, logvar, frames):
+        """KL(q || N(0, I)) per frame divided by the frame's pixel count, averaged over the batch (scalar)."""
+        return gaussian_kl(mean, logvar).mean() / (frames.shape[2] * frames.shape[3])
+
+    def construct(self, frames, draws):
+        if self.train_encoder:
+            mean, logvar = posterior_parameters(self.network.quant_conv(self.network.encoder(frames)))
+            reconstruction = self.network.decode(mean + ops.exp(0.5 * logvar) * draws)
+            loss = (self.reconstruction_loss(frames, reconstruction)
+                    + self.kl_weight * self.kl_per_pixel(mean, logvar, frames))
+        else:
+            reconstruction = self.network.decode(draws)
+            loss = self.reconstruction_loss(frames, reconstruction)
+        if self.adversarial:
+            loss = loss - self.disc_weight * self.discriminator(reconstruction).mean()
+        return loss
+
+
+class DiscriminatorLoss(nn.Cell):
+    """Hinge loss of the patch discriminator: ``mean(relu(1 - D(real))) + mean(relu(1 + D(reconstruction)))``."""
+
+    def __init__(self, discriminator):
+        super().__init__()
+        self.discriminator = discriminator
+
+    def construct(self, frames, reconstruction):
+        real = self.discriminator(frames)
+        fake = self.discriminator(reconstruction)
+        return ops.relu(1.0 - real).mean() + ops.relu(1.0 + fake).mean()
 
 
 class VAEObjective:
@@ -117,61 +187,23 @@ class VAEObjective:
         self.val_windows = fixed_subset(self.val_data.windows(), settings.val_windows, settings.seed)
         self.discriminator = None
         self.adversarial_active = False
+        trained = [p for p in self.network.trainable_params()
+                   if settings.train_encoder or not p.name.startswith(ENCODER_PREFIXES)]
+        self.loss = VAELoss(self.network, settings.recon_loss, settings.kl_weight, settings.train_encoder)
+        self.update = AdamWUpdate(self.loss, trained, settings.weight_decay, settings.betas, settings.grad_clip,
+                                  workers, compile_graph=True)
         if settings.disc_start_step is not None:
             self.discriminator = PatchDiscriminator(settings.disc_layers, settings.disc_channels)
             self.discriminator.set_train(True)
-            self.disc_update = AdamWUpdate(self._discriminator_loss, self.discriminator.trainable_params(),
-                                           0.0, settings.betas, settings.grad_clip, workers)
-        trained = [p for p in self.network.trainable_params()
-                   if settings.train_encoder or not p.name.startswith(ENCODER_PREFIXES)]
-        loss_fn = self._loss if settings.train_encoder else self._decoder_loss
-        self.update = AdamWUpdate(loss_fn, trained, settings.weight_decay, settings.betas, settings.grad_clip,
-                                  workers)
+            self.disc_update = AdamWUpdate(DiscriminatorLoss(self.discriminator),
+                                           self.discriminator.trainable_params(), 0.0, settings.betas,
+                                           settings.grad_clip, workers, compile_graph=True)
+            # same parameters and optimiser state, plus the generator's adversarial term
+            self.adversarial_update = self.update.with_loss(
+                VAELoss(self.network, settings.recon_loss, settings.kl_weight, settings.train_encoder,
+                        self.discriminator, settings.disc_weight))
         self.ema = (ExponentialMovingAverage(self.network, settings.ema_decay)
                     if settings.ema_decay is not None else None)
-
-    # --- losses ------------------------------------------------------------------------------------------
-
-    def _reconstruct(self, frames, noise):
-        posterior = self.network.encode(frames)
-        return self.network.decode(posterior.sample(noise)), posterior
-
-    def _reconstruction_loss(self, frames, reconstruction):
-        error = reconstruction - frames
-        kind = self.settings.recon_loss
-        if kind == "balanced_l1":
-            weights = ops.ones_like(frames)
-            for (_, lower_weight), (threshold, weight) in zip(BALANCED_WEIGHTS, BALANCED_WEIGHTS[1:]):
-                weights = weights + (frames >= threshold / 255.0).astype(ms.float32) * (weight - lower_weight)
-            return (weights * ops.abs(error)).mean()
-        return {"l1": lambda: ops.abs(error).mean(), "l2": lambda: ops.square(error).mean(),
-                "l1+l2": lambda: ops.abs(error).mean() + ops.square(error).mean()}[kind]()
-
-    def _losses(self, frames, reconstruction, posterior):
-        recon = self._reconstruction_loss(frames, reconstruction)
-        pixels = frames.shape[2] * frames.shape[3]
-        kl = posterior.kl().mean() / pixels
-        return recon, kl
-
-    def _loss(self, frames, noise):
-        reconstruction, posterior = self._reconstruct(frames, noise)
-        recon, kl = self._losses(frames, reconstruction, posterior)
-        loss = recon + self.settings.kl_weight * kl
-        if self.adversarial_active:
-            loss = loss - self.settings.disc_weight * self.discriminator(reconstruction).mean()
-        return loss
-
-    def _decoder_loss(self, frames, latents):
-        reconstruction = self.network.decode(latents)
-        loss = self._reconstruction_loss(frames, reconstruction)
-        if self.adversarial_active:
-            loss = loss - self.settings.disc_weight * self.discriminator(reconstruction).mean()
-        return loss
-
-    def _discriminator_loss(self, frames, reconstruction):
-        real = self.discriminator(frames)
-        fake = self.discriminator(reconstruction)
-        return ops.relu(1.0 - real).mean() + ops.relu(1.0 + fake).mean()
 
     # --- loop interface ----------------------------------------------------------------------------------
 
@@ -197,14 +229,15 @@ class VAEObjective:
         frames = ms.Tensor(self._frames(local, None if corners is None else shard(corners, rank, world)))
         local_noise = ms.Tensor(shard(noise, rank, world))
         self.adversarial_active = self.discriminator is not None and step >= self.settings.disc_start_step
+        update = self.adversarial_update if self.adversarial_active else self.update
         if self.settings.train_encoder:
-            loss, grad_norm = self.update.step((frames, local_noise), lr)
+            loss, grad_norm = update.step((frames, local_noise), lr)
         else:
             latents = ops.stop_gradient(self.network.encode(frames).sample(local_noise))
-            loss, grad_norm = self.update.step((frames, latents), lr)
+            loss, grad_norm = update.step((frames, latents), lr)
         metrics = {"loss": loss, "grad_norm": grad_norm}
         if self.adversarial_active:
-            reconstruction, _ = self._reconstruct(frames, local_noise)
+            reconstruction = self.network.decode(self.network.encode(frames).sample(local_noise))
             disc_loss, _ = self.disc_update.step((frames, ops.stop_gradient(reconstruction)), self.settings.disc_lr)
             metrics["disc_loss"] = self.workers.mean(disc_loss)
         if self.ema is not None:
@@ -229,7 +262,8 @@ class VAEObjective:
             frames = ms.Tensor(frames_np)
             posterior = self.network.encode(frames)
             reconstruction = self.network.decode(posterior.mode())
-            recon, kl = self._losses(frames, reconstruction, posterior)
+            recon = self.loss.reconstruction_loss(frames, reconstruction)
+            kl = self.loss.kl_per_pixel(posterior.mean, posterior.logvar, frames)
             totals["loss"] += float((recon + self.settings.kl_weight * kl).asnumpy())
             rec = reconstruction.asnumpy()
             totals["mae"] += float(np.abs(rec - frames_np).mean())
