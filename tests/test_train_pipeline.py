@@ -252,7 +252,7 @@ def test_scale_factor_scales_the_latents_the_denoiser_sees(vae_run, corpus):
     scaled["model"]["diffusion"]["scale_factor"] = 0.5
     caches = latent_caches(vae_run, corpus, plain)
     rows, t = np.array([0, 1]), np.array([0, 999])
-    noise = np.random.default_rng(0).standard_normal((2,) + caches[0].target_logvar.shape[1:]).astype(np.float32)
+    noise = np.random.default_rng(0).standard_normal((2, caches[0].target) + caches[0].latent_shape).astype(np.float32)
     inputs = {}
     for name, config in (("plain", plain), ("scaled", scaled)):
         objective = LatentDiffusionObjective(config, trainer_settings(config, "ldm"), *caches)
@@ -303,9 +303,9 @@ def test_latent_cache_matches_the_vae_and_is_reused(vae_run, corpus):
     ms = mindspore_module()
     config = load_config(tiny_config())
     train_cache, _ = latent_caches(vae_run, corpus, config)
-    stamp = (vae_run / "latents" / "train" / "mean.npy").stat().st_mtime_ns
+    stamp = (vae_run / "latents" / "train" / "frame_mean.npy").stat().st_mtime_ns
     again, _ = latent_caches(vae_run, corpus, config)
-    assert (vae_run / "latents" / "train" / "mean.npy").stat().st_mtime_ns == stamp
+    assert (vae_run / "latents" / "train" / "frame_mean.npy").stat().st_mtime_ns == stamp
     dataset = open_split(corpus, config, "train")
     assert train_cache.windows == dataset.windows() and len(train_cache) == 18
     vae = AutoencoderKL(**vae_network_kwargs(config))
@@ -313,10 +313,20 @@ def test_latent_cache_matches_the_vae_and_is_reused(vae_run, corpus):
     pixels = dataset.read_window(*dataset.windows()[5])
     frames = unit_frames(pixels).transpose(0, 3, 1, 2)
     posterior = vae.encode(ms.Tensor(np.ascontiguousarray(frames)))
-    np.testing.assert_allclose(train_cache.mean[5], posterior.mean.asnumpy().transpose(0, 2, 3, 1), atol=1e-5)
-    np.testing.assert_allclose(train_cache.target_logvar[5], posterior.logvar.asnumpy()[7:].transpose(0, 2, 3, 1),
-                               atol=1e-5)
-    np.testing.assert_allclose(train_cache.target_intensity[5], (pixels[7:] / 255.0).mean(axis=(1, 2)), rtol=1e-5)
+    mean, logvar = (array.asnumpy().transpose(0, 2, 3, 1) for array in (posterior.mean, posterior.logvar))
+    np.testing.assert_allclose(train_cache.conditioning([5])[0], mean[:7], atol=1e-5)
+    np.testing.assert_allclose(train_cache.target_mean([5])[0], mean[7:], atol=1e-5)
+    np.testing.assert_allclose(train_cache.target_logvar([5])[0], logvar[7:], atol=1e-5)
+    np.testing.assert_allclose(train_cache.target_intensity([5])[0], (pixels[7:] / 255.0).mean(axis=(1, 2)),
+                               rtol=1e-5)
+    # overlapping windows share the cached frames: a stride-1 cut of the same cache needs no new encoding
+    config["data"] = dict(config.get("data") or {}, stride=1)
+    dense, _ = latent_caches(vae_run, corpus, config)
+    assert (vae_run / "latents" / "train" / "frame_mean.npy").stat().st_mtime_ns == stamp
+    dense_dataset = open_split(corpus, config, "train")
+    assert dense.windows == dense_dataset.windows() and len(dense) > 4 * len(train_cache)
+    pixels = dense_dataset.read_window(*dense.windows[7])
+    np.testing.assert_allclose(dense.target_intensity([7])[0], (pixels[7:] / 255.0).mean(axis=(1, 2)), rtol=1e-5)
 
 
 # --- the loop: logs, checkpoints, resume, interruption ---------------------------------------------------

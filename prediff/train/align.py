@@ -8,7 +8,7 @@ for a window with cached posterior and clean target frames x (6, H, W, 1) in [0,
     loss = mean((F(z_t, t)[..., 0] - y) ** 2)
 
 where F is the :class:`prediff.models.alignment.NoisyCuboidTransformerEncoder`. The latent cache
-(:func:`prediff.train.ldm.prepare_latent_cache`) holds y as ``target_intensity``.
+(:func:`prediff.train.ldm.prepare_latent_cache`) holds y per frame (``target_intensity``).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class AlignmentObjective(LatentObjective):
 
     def _inputs(self, cache: LatentCache, rows, t, noise, posterior_noise):
         z_t = self.schedule.q_sample(self.latent_scale * cache.target_sample(rows, posterior_noise), t, noise)
-        intensity = np.asarray(cache.target_intensity[rows], dtype=np.float32)
+        intensity = cache.target_intensity(rows)
         return ms.Tensor(z_t), ms.Tensor(t.astype(np.int32)), ms.Tensor(intensity)
 
     def validate(self) -> dict[str, float]:

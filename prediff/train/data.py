@@ -7,8 +7,9 @@
   batch (:func:`shard`). The MindEarth reference, by contrast, trains without shuffling (facts.md section 2).
 * :func:`open_split` — a :class:`prediff.data.sevir.SevirDataset` of one split with the config's dates and
   window (``layout.t_in`` context + ``layout.t_out`` target frames every ``data.stride`` frames).
-* :class:`LatentCache` — the frozen VAE's posterior over every window, encoded once and memory-mapped from
-  ``.npy`` files, so the latent-diffusion and alignment epochs never run the VAE encoder.
+* :class:`LatentCache` — the frozen VAE's posterior over every frame, encoded once and memory-mapped from
+  ``.npy`` files, so the latent-diffusion and alignment epochs never run the VAE encoder; windows of any stride
+  are cut from the cached frames.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from prediff.data.vil import pixels_to_unit
 from prediff.errors import ConfigError, DataError
 from prediff.io_utils import atomic_path
 
-LATENT_CACHE_FORMAT = 1
+LATENT_CACHE_FORMAT = 2
 
 
 class ShuffledOrder:
@@ -136,39 +137,68 @@ def unit_frames(pixels: np.ndarray) -> np.ndarray:
 
 @dataclasses.dataclass
 class LatentCache:
-    """The frozen VAE's posterior over every window of one split (arrays memory-mapped, read-only).
+    """The frozen VAE's posterior over every frame of one split (arrays memory-mapped, read-only), and the windows
+    cut from those frames.
+
+    Frames, not windows, are encoded and stored: overlapping windows (``data.stride`` below the window length)
+    share their frames, so a stride-1 training set costs no more encoding or disk than stride 6.
 
     Attributes
     ----------
     windows : the (event_id, k) window of each row, in the dataset's order.
-    mean : (N, L, h, w, C) float32, posterior mean (= mode) of every frame; the first ``context`` frames are
-        the conditioning latents, the rest the target means.
-    target_logvar : (N, target, h, w, C) float32, posterior log-variance of the target frames; a training
-        target is ``mean + exp(logvar / 2) * noise`` drawn afresh at every visit (the reference's posterior
-        sample, without re-running the encoder).
-    target_intensity : (N, target) float32, average of each clean target frame over (H, W, C) on the [0, 1]
-        scale (VIL pixel / 255, missing as 0): the alignment network's regression target.
-    context : number of context frames.
+    window_first : (N,) int64, index into the frame arrays of each window's first frame.
+    frame_mean : (F, h, w, C) float32, posterior mean (= mode) of every frame of the split's events.
+    frame_logvar : (F, h, w, C) float32, posterior log-variance of every frame.
+    frame_intensity : (F,) float32, average of each frame over (H, W) on the [0, 1] scale (VIL pixel / 255,
+        missing as 0): the alignment network's regression target.
+    context, target : frames per window before / after the forecast time.
     """
 
     windows: list[tuple[str, int]]
-    mean: np.ndarray
-    target_logvar: np.ndarray
-    target_intensity: np.ndarray
+    window_first: np.ndarray
+    frame_mean: np.ndarray
+    frame_logvar: np.ndarray
+    frame_intensity: np.ndarray
     context: int
+    target: int
 
     def __len__(self) -> int:
         return len(self.windows)
 
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """(h, w, C) of one latent frame."""
+        return tuple(self.frame_mean.shape[1:])
+
+    def _gather(self, array: np.ndarray, rows, offset: int, count: int) -> np.ndarray:
+        """Frames ``offset .. offset + count - 1`` of each window in ``rows``: (n, count, ...) float32."""
+        first = self.window_first[np.asarray(rows, dtype=np.int64)]
+        return np.asarray(array[first[:, None] + offset + np.arange(count)], dtype=np.float32)
+
     def conditioning(self, rows) -> np.ndarray:
-        """(n, context, h, w, C) float32 conditioning latents of ``rows``."""
-        return np.asarray(self.mean[rows, :self.context], dtype=np.float32)
+        """(n, context, h, w, C) float32 conditioning latents (posterior means) of ``rows``."""
+        return self._gather(self.frame_mean, rows, 0, self.context)
+
+    def target_mean(self, rows) -> np.ndarray:
+        """(n, target, h, w, C) float32 posterior means of the target frames of ``rows``."""
+        return self._gather(self.frame_mean, rows, self.context, self.target)
+
+    def target_logvar(self, rows) -> np.ndarray:
+        """(n, target, h, w, C) float32 posterior log-variances of the target frames of ``rows``."""
+        return self._gather(self.frame_logvar, rows, self.context, self.target)
+
+    def target_intensity(self, rows) -> np.ndarray:
+        """(n, target) float32 average intensity ([0, 1] units) of each clean target frame of ``rows``."""
+        return self._gather(self.frame_intensity, rows, self.context, self.target)
 
     def target_sample(self, rows, noise: np.ndarray) -> np.ndarray:
-        """(n, target, h, w, C) float32 posterior samples of the target latents for the given N(0, 1) noise."""
-        mean = np.asarray(self.mean[rows, self.context:], dtype=np.float32)
-        std = np.exp(np.float32(0.5) * np.asarray(self.target_logvar[rows], dtype=np.float32))
-        return (mean + std * noise.astype(np.float32)).astype(np.float32)
+        """(n, target, h, w, C) float32 posterior samples of the target latents for the given N(0, 1) noise.
+
+        A training target is ``mean + exp(logvar / 2) * noise`` drawn afresh at every visit (the reference's
+        posterior sample, without re-running the encoder).
+        """
+        std = np.exp(np.float32(0.5) * self.target_logvar(rows))
+        return (self.target_mean(rows) + std * noise.astype(np.float32)).astype(np.float32)
 
 
 def file_digest(path: str | os.PathLike) -> str:
@@ -180,16 +210,24 @@ def file_digest(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+def _event_frames(dataset: SevirDataset) -> list[tuple[str, int]]:
+    """(event_id, frame count) of every event of the dataset that has at least one window, in id order."""
+    events = dict.fromkeys(event_id for event_id, _ in dataset.windows())
+    return [(event_id, dataset.event_shape(event_id)[0]) for event_id in events]
+
+
 def latent_cache_key(vae_digest: str, dataset: SevirDataset) -> str:
-    """Identity of a cache: the VAE checkpoint's digest, the dataset folder, split, window and window list."""
+    """Identity of a cache: the VAE checkpoint's digest, the dataset folder, split and its events' frames.
+
+    The window stride is not part of it: windows are cut from the cached frames when the cache is opened.
+    """
     payload = json.dumps({"format": LATENT_CACHE_FORMAT, "vae": vae_digest, "root": str(dataset.root.resolve()),
-                          "split": dataset.split, "window": dataclasses.asdict(dataset.window),
-                          "windows": dataset.windows()}, sort_keys=True)
+                          "split": dataset.split, "events": _event_frames(dataset)}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def open_latent_cache(directory: str | os.PathLike, key: str) -> LatentCache | None:
-    """The cache in ``directory`` if it is complete and was built for ``key``, else None."""
+def open_latent_cache(directory: str | os.PathLike, key: str, dataset: SevirDataset) -> LatentCache | None:
+    """The cache in ``directory`` if it is complete and was built for ``key``, with ``dataset``'s windows; else None."""
     directory = Path(directory)
     index_path = directory / "index.json"
     if not index_path.is_file():
@@ -199,29 +237,32 @@ def open_latent_cache(directory: str | os.PathLike, key: str) -> LatentCache | N
         if index.get("key") != key:
             return None
         arrays = {name: np.load(directory / f"{name}.npy", mmap_mode="r")
-                  for name in ("mean", "target_logvar", "target_intensity")}
+                  for name in ("frame_mean", "frame_logvar", "frame_intensity")}
     except (OSError, ValueError):
         return None
-    windows = [(str(e), int(k)) for e, k in index["windows"]]
-    if any(len(array) != len(windows) for array in arrays.values()):
+    offsets = {str(event_id): int(offset) for event_id, offset in index["offsets"]}
+    if any(len(array) != int(index["frames"]) for array in arrays.values()):
         return None
-    return LatentCache(windows=windows, context=int(index["context"]), **arrays)
+    windows = dataset.windows()
+    first = np.array([offsets[event_id] + dataset.window_starts(event_id)[k] for event_id, k in windows],
+                     dtype=np.int64)
+    return LatentCache(windows=windows, window_first=first, context=dataset.window.context,
+                       target=dataset.window.target, **arrays)
 
 
 def build_latent_cache(encode: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], dataset: SevirDataset,
-                       directory: str | os.PathLike, key: str, windows_per_call: int = 4,
+                       directory: str | os.PathLike, key: str,
                        progress: Callable[[int, int], None] | None = None) -> LatentCache:
-    """Encode every window of ``dataset`` once and write the cache (each file atomically, ``index.json`` last).
+    """Encode every frame of the split's events once and write the cache (each file atomically, ``index.json`` last).
 
     Parameters
     ----------
     encode : maps frames ``(n, L, H, W, 1)`` float32 [0, 1] to the posterior ``(mean, logvar)``, each
-        ``(n, L, h, w, C)`` float32 (see :func:`prediff.train.ldm.vae_posterior_encoder`).
+        ``(n, L, h, w, C)`` float32 (see :func:`prediff.train.ldm.vae_posterior_encoder`); called once per event.
     dataset : the split to encode.
     directory : cache folder (created); an existing cache there is replaced.
     key : :func:`latent_cache_key` of the VAE and dataset.
-    windows_per_call : windows encoded per VAE call (memory bound).
-    progress : optional ``progress(done, total)`` callback.
+    progress : optional ``progress(done, total)`` callback, in events.
 
     Returns
     -------
@@ -230,37 +271,37 @@ def build_latent_cache(encode: Callable[[np.ndarray], tuple[np.ndarray, np.ndarr
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "index.json").unlink(missing_ok=True)
-    windows = dataset.windows()
-    if not windows:
+    events = _event_frames(dataset)
+    if not events:
         raise DataError(f"the {dataset.split} split of {dataset.root} has no windows to encode; check the "
                         "split dates of the config")
-    context = dataset.window.context
+    offsets = np.concatenate([[0], np.cumsum([frames for _, frames in events])])
     with contextlib.ExitStack() as stack:
         # rows are streamed into memory-mapped files so a full SEVIR-LR split never sits in memory
         outputs: dict[str, np.ndarray] = {}
-        for start in range(0, len(windows), windows_per_call):
-            stop = min(start + windows_per_call, len(windows))
-            frames = unit_frames(read_windows(dataset, windows, range(start, stop)))
+        for number, (event_id, _) in enumerate(events):
+            frames = unit_frames(dataset.read_event(event_id))[None]
             mean, logvar = encode(frames)
-            rows = {"mean": mean, "target_logvar": logvar[:, context:],
-                    "target_intensity": frames[:, context:].mean(axis=(2, 3, 4), dtype=np.float64)}
+            rows = {"frame_mean": mean[0], "frame_logvar": logvar[0],
+                    "frame_intensity": frames[0].mean(axis=(1, 2, 3), dtype=np.float64)}
             if not outputs:
                 for name, block in rows.items():
                     temporary = stack.enter_context(atomic_path(directory / f"{name}.npy"))
                     outputs[name] = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float32,
-                                                              shape=(len(windows),) + block.shape[1:])
+                                                              shape=(int(offsets[-1]),) + block.shape[1:])
             for name, block in rows.items():
-                outputs[name][start:stop] = block
+                outputs[name][offsets[number]:offsets[number + 1]] = block
             if progress is not None:
-                progress(stop, len(windows))
+                progress(number + 1, len(events))
         for array in outputs.values():
             array.flush()
         outputs.clear()
     with atomic_path(directory / "index.json") as temporary:
-        temporary.write_text(json.dumps({"format": LATENT_CACHE_FORMAT, "key": key, "context": context,
-                                         "split": dataset.split, "root": str(dataset.root),
-                                         "windows": [list(w) for w in windows]}))
-    cache = open_latent_cache(directory, key)
+        temporary.write_text(json.dumps({"format": LATENT_CACHE_FORMAT, "key": key, "split": dataset.split,
+                                         "root": str(dataset.root), "frames": int(offsets[-1]),
+                                         "offsets": [[event_id, int(offset)]
+                                                     for (event_id, _), offset in zip(events, offsets)]}))
+    cache = open_latent_cache(directory, key, dataset)
     if cache is None:
         raise DataError(f"the latent cache just written to {directory} cannot be read back; check free disk space")
     return cache

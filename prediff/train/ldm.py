@@ -81,7 +81,7 @@ def prepare_latent_cache(config: dict, vae_checkpoint: str | Path, data_root, sp
     dataset = open_split(data_root, config, split)
     key = latent_cache_key(file_digest(vae_checkpoint), dataset)
     directory = Path(directory)
-    cache = open_latent_cache(directory, key)
+    cache = open_latent_cache(directory, key, dataset)
     if cache is not None:
         return cache
     if not workers.is_main:
@@ -91,7 +91,7 @@ def prepare_latent_cache(config: dict, vae_checkpoint: str | Path, data_root, sp
                 raise DataError(f"worker {workers.rank} gave up waiting for worker 0 to write the latent cache "
                                 f"{directory}; check worker 0's log")
             time.sleep(2.0)
-            cache = open_latent_cache(directory, key)
+            cache = open_latent_cache(directory, key, dataset)
         return cache
     from prediff.models.checkpoint import load_network
     from prediff.models.vae import AutoencoderKL
@@ -100,8 +100,8 @@ def prepare_latent_cache(config: dict, vae_checkpoint: str | Path, data_root, sp
     vae = AutoencoderKL(**vae_network_kwargs(config))
     load_network(vae, vae_checkpoint, "vae")
     vae.set_train(False)
-    with tqdm(total=len(dataset.windows()), desc=f"encode {split} latents", unit="window",
-              disable=not progress) as bar:
+    events = len(dict.fromkeys(event_id for event_id, _ in dataset.windows()))
+    with tqdm(total=events, desc=f"encode {split} latents", unit="event", disable=not progress) as bar:
         def advance(done: int, total: int) -> None:
             bar.update(done - bar.n)
 
@@ -112,8 +112,8 @@ def check_latent_shapes(cache: LatentCache, config: dict) -> None:
     """Raise :class:`ConfigError` if the cached latents do not have the denoiser's shapes."""
     expected_context = list(config["model"]["latent_model"]["input_shape"])
     expected_target = list(config["model"]["latent_model"]["target_shape"])
-    context = [cache.context] + list(cache.mean.shape[2:])
-    target = list(cache.target_logvar.shape[1:])
+    context = [cache.context] + list(cache.latent_shape)
+    target = [cache.target] + list(cache.latent_shape)
     if context != expected_context or target != expected_target:
         raise ConfigError(f"the VAE's latents are context {context} / target {target} (T, H, W, C) but "
                           f"model.latent_model expects {expected_context} / {expected_target}; the frame size of "
@@ -160,7 +160,7 @@ class LatentObjective:
         The draws are made for all of ``rows`` (the global batch) so that every worker consumes the same
         random numbers; the caller keeps its shard.
         """
-        target_shape = (len(rows),) + tuple(cache.target_logvar.shape[1:])
+        target_shape = (len(rows), cache.target) + cache.latent_shape
         t = rng.integers(0, self.schedule.num_timesteps, size=len(rows))
         noise = rng.standard_normal(target_shape).astype(np.float32)
         posterior_noise = rng.standard_normal(target_shape).astype(np.float32)
