@@ -183,7 +183,9 @@ def load_network(net, path: str | os.PathLike, kind: str) -> LoadReport:
         if np.issubdtype(array.dtype, np.integer):
             integer_elements += array.size
         else:
-            parameter.set_data(ms.Tensor(array))
+            # in place: a compiled graph (mindspore.jit, e.g. the VAE's inference decode) holds the parameter's
+            # buffer, and set_data would give the parameter a new one the graph never sees
+            ms.ops.assign(parameter, ms.Tensor(array))
     return LoadReport(path=path, kind=kind, tensors=len(stored), elements=sum(a.size for a in stored.values()),
                       integer_elements=integer_elements)
 
