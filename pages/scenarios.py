@@ -37,11 +37,12 @@ if chosen is None:
 _, event_id, window = chosen
 with st.container(border=True):
     st.markdown("**Scenarios**")
-    columns = st.columns([2, 2, 1])
+    columns = st.columns([2, 2, 1.3], vertical_alignment="bottom")
     sweep = columns[0].selectbox("Target sweep", list(SWEEPS), format_func=SWEEPS.get, key="prediff.scenarios.sweep",
                                  help="μ + k·σ needs intensity_stats.json next to the model's config")
     values_text = columns[1].text_input("Values", "0, 2, 4", key="prediff.scenarios.values")
-    unguided = columns[2].checkbox("Add the unguided ensemble", True, key="prediff.scenarios.unguided")
+    unguided = columns[2].checkbox("Unguided too", True, key="prediff.scenarios.unguided",
+                                   help="Also run the ensemble without guidance (same seed), as the reference")
     try:
         settings = sampler_controls("prediff.scenarios", default_members=4, guidance=False)
         scale = float(st.number_input("Guidance scale", 0.0, 1000.0, 50.0, step=5.0, key="prediff.scenarios.scale"))
