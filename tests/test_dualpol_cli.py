@@ -45,7 +45,7 @@ def test_train_nowcast_evaluate_and_user_errors(tmp_path, capsys):
                  "--seed", "3", "--steps", "2"]) == 0
     assert yaml.safe_load(reseeded.with_suffix(".yaml").read_text())["train"] == {
         "seed": 3, "steps": 2, "batch_size": 2, "learning_rate": 0.001, "crop": 8, "loss_thresholds_dbz": [],
-        "loss_weights": [1.0]}
+        "loss_weights": [1.0], "val_every": 0}
     out = tmp_path / "nowcast.npy"
     assert main(["dualpol", "nowcast", "--data", str(root), "--checkpoint", str(checkpoint), "--process", "0",
                  "--out", str(out)]) == 0

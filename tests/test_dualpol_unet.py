@@ -36,7 +36,8 @@ def test_config_checks_keys_and_values(repo_root):
                 {"train": {"loss_thresholds_dbz": [35.0], "loss_weights": [1.0]}},
                 {"train": {"loss_thresholds_dbz": [40.0, 35.0], "loss_weights": [1, 2, 3]}},
                 {"train": {"loss_thresholds_dbz": [35.0], "loss_weights": [1, -2]}},
-                {"train": {"loss_thresholds_dbz": ["heavy"], "loss_weights": [1, 2]}}):
+                {"train": {"loss_thresholds_dbz": ["heavy"], "loss_weights": [1, 2]}},
+                {"train": {"val_every": 5}}, {"data": {"val_processes": [0]}}, {"train": {"val_every": -1}}):
         with pytest.raises(ConfigError):
             config_from_dict(bad)
 
@@ -69,9 +70,10 @@ def test_forward_shapes_and_persistence_start(tiny_corpus):
 def test_one_training_step_is_deterministic_and_checkpoints_round_trip(tiny_corpus, tmp_path):
     config = config_from_dict(TINY)
     inputs, targets, _ = load_split(tiny_corpus, config, "train")
-    first, history = train_network(config, inputs, targets, log=lambda _: None)
+    first, result = train_network(config, inputs, targets, log=lambda _: None)
     second, _ = train_network(config, inputs, targets, log=lambda _: None)
-    assert history[-1][0] == 2 and np.isfinite(history[-1][1])
+    assert result.history[-1][0] == 2 and np.isfinite(result.history[-1][1])
+    assert result.validation == [] and result.kept_step == 2
     weights = {n: p.asnumpy() for n, p in first.parameters_and_names()}
     assert all(np.array_equal(weights[n], p.asnumpy()) for n, p in second.parameters_and_names())
     fresh = {n: p.asnumpy() for n, p in build_network(config).parameters_and_names()}
@@ -113,3 +115,36 @@ def test_snapshot_after_k_steps_equals_a_k_step_training(tiny_corpus):
     short, _ = train_network(one_step, inputs, targets, log=lambda _: None)
     assert all(np.array_equal(snapshots[1][n], p.asnumpy()) for n, p in short.parameters_and_names())
     assert any(not np.array_equal(snapshots[1][n], snapshots[2][n]) for n in snapshots[1])
+
+
+def test_validation_keeps_the_best_weights_and_the_cli_records_their_step(tmp_path, capsys):
+    from prediff.cli import main
+    from prediff.dualpol.train import validation_loss
+
+    root = tmp_path / "corpus"
+    write_corpus(root, processes=[0, 11, 12], n_frames=7, grid_size=16, seed=2)
+    raw = {**TINY, "data": {**TINY["data"], "val_processes": [12]},
+           "train": {**TINY["train"], "steps": 6, "val_every": 2, "learning_rate": 0.05}}
+    config = config_from_dict(raw)
+    inputs, targets, windows = load_split(root, config, "train")
+    val_inputs, val_targets, val_windows = load_split(root, config, "val")
+    assert {w[0] for w in windows} == {11} and {w[0] for w in val_windows} == {12}
+    network, result = train_network(config, inputs, targets, log=lambda _: None,
+                                    validation=(val_inputs, val_targets))
+    assert [step for step, _ in result.validation] == [2, 4, 6]
+    best_step, best_loss = min(result.validation, key=lambda pair: pair[1])
+    assert result.kept_step == best_step
+    assert validation_loss(network, config, val_inputs, val_targets) == pytest.approx(best_loss, rel=1e-5)
+    # the kept weights are those of a training that stops at the kept step (constant learning rate)
+    short, _ = train_network(dataclasses.replace(config, train=dataclasses.replace(config.train, steps=best_step,
+                                                                                   val_every=0)),
+                             inputs, targets, log=lambda _: None)
+    assert all(np.array_equal(p.asnumpy(), dict(short.parameters_and_names())[n].asnumpy())
+               for n, p in network.parameters_and_names())
+
+    config_path = tmp_path / "tiny.yaml"
+    config_path.write_text(__import__("yaml").safe_dump(raw))
+    assert main(["dualpol", "train", "--data", str(root), "--config", str(config_path),
+                 "--out", str(tmp_path / "net.ckpt")]) == 0
+    assert f"the weights after {best_step} steps" in capsys.readouterr().out
+    assert load_nowcaster(tmp_path / "net.ckpt")[1].train.steps == best_step

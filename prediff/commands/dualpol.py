@@ -135,7 +135,9 @@ def run_train(args: argparse.Namespace) -> int:
     if overrides:
         config = dataclasses.replace(config, train=dataclasses.replace(config.train, **overrides))
     inputs, targets, windows = load_split(args.data, config, "train")
-    print(f"training on {len(windows)} windows, inputs {inputs.shape}, {config.train.steps} steps")
+    validation = load_split(args.data, config, "val")[:2] if config.train.val_every else None
+    print(f"training on {len(windows)} windows, inputs {inputs.shape}, {config.train.steps} steps"
+          + (f", validating on {len(validation[0])} windows every {config.train.val_every} steps" if validation else ""))
 
     def snapshot(step, network):
         if args.save_every and step % args.save_every == 0 and step < config.train.steps:
@@ -143,9 +145,12 @@ def run_train(args: argparse.Namespace) -> int:
             save_nowcaster(network, done, args.out)
             print(f"saved the weights after {step} steps to {args.out}")
 
-    network, _ = train_network(config, inputs, targets, snapshot=snapshot if args.save_every else None)
-    save_nowcaster(network, config, args.out)
-    print(f"wrote {args.out}")
+    network, result = train_network(config, inputs, targets, snapshot=snapshot if args.save_every else None,
+                                    validation=validation)
+    # constant learning rate: the kept weights are exactly those of a training that stopped at the kept step
+    kept = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=result.kept_step))
+    save_nowcaster(network, kept, args.out)
+    print(f"wrote {args.out} (the weights after {result.kept_step} steps)")
     return 0
 
 

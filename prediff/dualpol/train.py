@@ -4,11 +4,14 @@ Configuration (``configs/dualpol.yaml``, ``configs/dualpol_zh_only.yaml``): thre
 strictly (:func:`load_config`):
 
 * ``data`` — ``input_heights``, ``target`` (field key nowcast, e.g. ``dBZ@1.0km``), ``n_input``, ``n_target``,
-  ``stride``, ``test_processes``, ``out_of_range``;
+  ``stride``, ``test_processes``, ``val_processes`` (held out of training to choose the checkpoint; the rest
+  train), ``out_of_range``;
 * ``model`` — ``variables`` (one branch each), ``width``, ``levels``, ``se_reduction``;
 * ``train`` — ``seed``, ``steps``, ``batch_size``, ``learning_rate``, ``crop`` (side of the random square crops
   trained on; the network is fully convolutional and predicts whole frames), ``loss_thresholds_dbz`` and
-  ``loss_weights`` (the intensity weighting of the loss, below).
+  ``loss_weights`` (the intensity weighting of the loss, below), ``val_every`` (validate every so many steps on
+  the whole frames of ``val_processes`` and keep the weights with the lowest validation loss; 0 = keep the
+  last weights).
 
 Inputs of a window: for each variable (branch) and each input height, the ``n_input`` context frames, channel
 order variable -> height -> time, normalised to [0, 1]; missing (NaN) input pixels are filled with the "no
@@ -20,7 +23,9 @@ precipitation nowcasting: a benchmark and a new model"): a network trained on th
 intense cores below the warning thresholds, because under uncertainty their conditional mean is lower.
 
 Determinism: MindSpore's global seed and one numpy generator (``train.seed``) fix the initial weights, the batch
-order and the crops; on one device and thread count the same config gives the same checkpoint.
+order and the crops; on one device and thread count the same config gives the same checkpoint. The learning rate
+is constant, so the weights after k steps are those of a k-step training: the checkpoint kept by validation is
+saved with ``train.steps`` set to its step. The training step is compiled (``mindspore.jit``).
 The checkpoint is written as ``<name>.ckpt`` with its configuration beside it as ``<name>.yaml``.
 """
 
@@ -38,7 +43,7 @@ from prediff.dualpol.reader import (DEFAULT_TEST_PROCESSES, HEIGHTS, VARIABLES, 
                                     field_key, list_processes, normalise, split_processes, variable_of)
 from prediff.dualpol.scores import (NOWCAST_EVENTS, categorical_accum, categorical_compute, categorical_init,
                                     continuous_accum, continuous_compute, continuous_init)
-from prediff.dualpol.training_loop import fit_adam, masked_mean_square
+from prediff.dualpol.training_loop import fit_adam, weighted_square_loss
 from prediff.errors import CheckpointError, ConfigError
 from prediff.io_utils import atomic_path
 
@@ -53,6 +58,7 @@ class DataConfig:
     n_target: int = 10
     stride: int = 2
     test_processes: tuple[int, ...] = DEFAULT_TEST_PROCESSES
+    val_processes: tuple[int, ...] = ()
     out_of_range: str = "clip"
 
 
@@ -77,6 +83,7 @@ class TrainConfig:
     crop: int = 32
     loss_thresholds_dbz: tuple[float, ...] = ()
     loss_weights: tuple[float, ...] = (1.0,)
+    val_every: int = 0
 
     def pixel_weights(self, target_dbz: np.ndarray) -> np.ndarray:
         """Loss weight of each target pixel: (...) ZH in dBZ (NaN allowed) -> (...) float32, 0 where NaN."""
@@ -151,6 +158,11 @@ def _check(config: NowcastConfig, source: str) -> None:
         raise ConfigError(f"{source}: train.loss_weights needs one positive weight per ZH class, i.e. "
                           f"len(loss_thresholds_dbz) + 1 = {len(thresholds) + 1}, and the thresholds must increase; "
                           f"got thresholds {list(thresholds)}, weights {list(weights)}")
+    if set(data.val_processes) & set(data.test_processes):
+        raise ConfigError(f"{source}: data.val_processes {list(data.val_processes)} overlap data.test_processes; "
+                          "choose validation processes from the training ones")
+    if train.val_every < 0 or (train.val_every and not data.val_processes):
+        raise ConfigError(f"{source}: train.val_every must be >= 0, and > 0 only with data.val_processes")
     if train.crop % 2 ** (model.levels - 1):
         raise ConfigError(f"{source}: train.crop {train.crop} must be divisible by 2^(levels-1) = "
                           f"{2 ** (model.levels - 1)}")
@@ -177,21 +189,24 @@ def window_arrays(dataset: NjuCpolDataset, index: int, config: NowcastConfig) ->
 
 
 def load_split(root: str | Path, config: NowcastConfig, split: str) -> tuple[np.ndarray, np.ndarray, list]:
-    """All windows of the ``"train"`` or ``"test"`` split in memory.
+    """All windows of the ``"train"``, ``"val"`` or ``"test"`` split in memory (train = neither val nor test).
 
     Returns
     -------
     inputs (N, C, H, W) float32, targets (N, n_target, H, W) float32 (normalised, NaN = missing), and the
     (process, start frame) of each window.
     """
-    if split not in ("train", "test"):
-        raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
+    if split not in ("train", "val", "test"):
+        raise ConfigError(f"split must be 'train', 'val' or 'test', got {split!r}")
     keys = config.branch_keys + [config.data.target]
-    train_processes, test_processes = split_processes(list_processes(root, keys[0]), config.data.test_processes)
-    processes = train_processes if split == "train" else test_processes
+    held_out = tuple(config.data.test_processes) + tuple(config.data.val_processes)
+    train_processes, held = split_processes(list_processes(root, keys[0]), held_out)
+    processes = {"train": train_processes, "val": [p for p in held if p in set(config.data.val_processes)],
+                 "test": [p for p in held if p in set(config.data.test_processes)]}[split]
     if not processes:
-        raise ConfigError(f"the {split} split of {root} is empty (test processes: {list(config.data.test_processes)}); "
-                          "generate more processes or change data.test_processes")
+        raise ConfigError(f"the {split} split of {root} is empty (test processes: {list(config.data.test_processes)}, "
+                          f"validation processes: {list(config.data.val_processes)}); generate more processes or "
+                          "change data.test_processes / data.val_processes")
     dataset = NjuCpolDataset(root, keys=keys, n_input=config.data.n_input, n_target=config.data.n_target,
                              stride=config.data.stride, processes=processes, out_of_range=config.data.out_of_range)
     pairs = [window_arrays(dataset, i, config) for i in range(len(dataset))]
@@ -209,9 +224,44 @@ def build_network(config: NowcastConfig):
                        se_reduction=config.model.se_reduction)
 
 
+def validation_loss(network, config: NowcastConfig, inputs: np.ndarray, targets: np.ndarray,
+                    batch_size: int = 8) -> float:
+    """The training loss (intensity-weighted MSE of normalised ZH) of ``network`` on whole frames.
+
+    inputs (N, C, H, W), targets (N, n_target, H, W) as :func:`load_split` returns them.
+    """
+    from prediff.runtime import mindspore_module
+
+    ms = mindspore_module()
+    network.set_train(False)
+    weighted, total = 0.0, 0.0
+    for start in range(0, len(inputs), batch_size):
+        target = targets[start:start + batch_size]
+        weights = config.train.pixel_weights(denormalise(target, "dBZ"))
+        output = network(ms.Tensor(inputs[start:start + batch_size])).asnumpy()
+        weighted += float(np.sum(np.square(output - np.nan_to_num(target, nan=0.0), dtype=np.float64) * weights))
+        total += float(weights.sum(dtype=np.float64))
+    return weighted / max(total, 1.0)
+
+
+@dataclasses.dataclass
+class TrainingResult:
+    """What :func:`train_network` returns besides the network.
+
+    history : (step, mean training loss over the last ``log_every`` steps) pairs.
+    validation : (step, validation loss) pairs, empty without validation.
+    kept_step : the step whose weights the network holds (the last, or the best validated).
+    """
+
+    history: list
+    validation: list
+    kept_step: int
+
+
 def train_network(config: NowcastConfig, inputs: np.ndarray, targets: np.ndarray,
                   log: Callable[[str], None] = print, log_every: int = 25,
-                  snapshot: Callable[[int, Any], None] | None = None):
+                  snapshot: Callable[[int, Any], None] | None = None,
+                  validation: tuple[np.ndarray, np.ndarray] | None = None):
     """Train a fresh network with Adam on random crops (deterministic, see the module docstring).
 
     Parameters
@@ -219,10 +269,12 @@ def train_network(config: NowcastConfig, inputs: np.ndarray, targets: np.ndarray
     inputs : (N, C, H, W) float32 in [0, 1]; targets : (N, n_target, H, W) float32, NaN = missing.
     snapshot : optional ``snapshot(step, network)`` called every ``log_every`` steps; the weights at step k are
         those of a k-step training with the same config (constant learning rate, same batch sequence).
+    validation : the (inputs, targets) of the validation split; with ``train.val_every`` > 0 the network is
+        scored on them every ``val_every`` steps and the weights with the lowest validation loss are kept.
 
     Returns
     -------
-    (network, history) with history a list of (step, mean loss over the last ``log_every`` steps).
+    (network, :class:`TrainingResult`).
     """
     from prediff.runtime import mindspore_module
 
@@ -241,12 +293,25 @@ def train_network(config: NowcastConfig, inputs: np.ndarray, targets: np.ndarray
         weights = settings.pixel_weights(denormalise(y, "dBZ"))
         return inputs[batch, :, row:row + crop, col:col + crop], np.nan_to_num(y, nan=0.0), weights
 
-    def loss_fn(x, y, weights):
-        return masked_mean_square(ms, network(x) - y, weights)
+    scores, best = [], {"loss": np.inf, "step": settings.steps, "weights": None}
 
-    history = fit_adam(network, loss_fn, next_batch, settings.steps, settings.learning_rate, log, log_every,
-                       on_log=None if snapshot is None else lambda step: snapshot(step, network))
-    return network, history
+    def validate(step: int) -> None:
+        if validation is None or not settings.val_every or step % settings.val_every:
+            return
+        loss = validation_loss(network, config, *validation)
+        scores.append((step, loss))
+        log(f"validation at step {step}: loss {loss:.5f}")
+        if loss < best["loss"]:
+            best.update(loss=loss, step=step, weights={n: p.asnumpy().copy() for n, p in network.parameters_and_names()})
+
+    history = fit_adam(network, weighted_square_loss(network), next_batch, settings.steps, settings.learning_rate, log,
+                       log_every, on_log=None if snapshot is None else lambda step: snapshot(step, network),
+                       on_step=validate, compile_graph=True)
+    if best["weights"] is not None:
+        for name, parameter in network.parameters_and_names():
+            ms.ops.assign(parameter, ms.Tensor(best["weights"][name]))
+        log(f"kept the weights of step {best['step']} (lowest validation loss {best['loss']:.5f})")
+    return network, TrainingResult(history=history, validation=scores, kept_step=int(best["step"]))
 
 
 def save_nowcaster(network, config: NowcastConfig, path: str | Path) -> Path:

@@ -16,7 +16,8 @@ import numpy as np
 def fit_adam(network, loss_fn: Callable, next_batch: Callable[[int], Sequence[np.ndarray]], steps: int,
              learning_rate: float, log: Callable[[str], None] = print, log_every: int = 25,
              label: str = "step", loss_name: str = "loss",
-             on_log: Callable[[int], None] | None = None) -> list[tuple[int, float]]:
+             on_log: Callable[[int], None] | None = None, on_step: Callable[[int], None] | None = None,
+             compile_graph: bool = False) -> list[tuple[int, float]]:
     """Minimise ``loss_fn`` over ``network``'s trainable parameters with Adam, one batch per step.
 
     Parameters
@@ -27,6 +28,10 @@ def fit_adam(network, loss_fn: Callable, next_batch: Callable[[int], Sequence[np
     steps, learning_rate : number of Adam steps and its learning rate.
     log, log_every, label, loss_name : progress lines ``"<label> 25/400  <loss_name> 0.01234  (12 s)"``.
     on_log : called with the step number after each progress line (e.g. to save a snapshot of the weights).
+    on_step : called with the step number after every step (e.g. to validate every so many steps); the network
+        is in training mode again when it returns.
+    compile_graph : compile loss and gradient into one graph (``mindspore.jit``); ``loss_fn`` must then be a
+        Cell made of MindSpore operations. Same losses as PYNATIVE, ~2.7x faster for the nowcaster.
 
     Returns
     -------
@@ -38,6 +43,8 @@ def fit_adam(network, loss_fn: Callable, next_batch: Callable[[int], Sequence[np
     ms = mindspore_module()
     optimizer = ms.nn.Adam(network.trainable_params(), learning_rate=learning_rate)
     gradient_fn = ms.value_and_grad(loss_fn, None, optimizer.parameters)
+    if compile_graph:
+        gradient_fn = ms.jit(gradient_fn)
     history, recent, started = [], [], time.time()
     network.set_train(True)
     for step in range(1, int(steps) + 1):
@@ -50,6 +57,9 @@ def fit_adam(network, loss_fn: Callable, next_batch: Callable[[int], Sequence[np
             recent = []
             if on_log is not None:
                 on_log(step)
+        if on_step is not None:
+            on_step(step)
+            network.set_train(True)
     network.set_train(False)
     return history
 
@@ -61,3 +71,25 @@ def masked_mean_square(ms, error, valid):
     the result is the weighted mean of the squared error.
     """
     return ((error ** 2) * valid).sum() / ms.ops.maximum(valid.sum(), ms.Tensor(1.0, ms.float32))
+
+
+def weighted_square_loss(network):
+    """``masked_mean_square(network(x) - y, weights)`` as a Cell, so :func:`fit_adam` can compile it.
+
+    The Cell's ``construct(x, y, weights)`` takes the network's input, its target (same shape as its output,
+    missing values zero-filled) and the per-entry weights (0 = left out). (A factory, so that importing this module
+    does not import MindSpore: the app's process must not.)
+    """
+    from prediff.runtime import mindspore_module
+
+    ms = mindspore_module()
+
+    class WeightedSquareLoss(ms.nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.network = network
+
+        def construct(self, x, y, weights):
+            return masked_mean_square(ms, self.network(x) - y, weights)
+
+    return WeightedSquareLoss()
