@@ -480,3 +480,18 @@ def test_upsample_conv_kernel_matches_mindspore_with_gradients():
 
     _assert_same_gradients(ours, reference, [_random((2, 3, 4, 3, 6), 1), _random((5, 6, 3, 3), 2),
                                              _random((5,), 3)])
+
+
+def test_attention_softmax_matches_the_per_row_formula_even_for_rows_far_below_the_maximum():
+    from prediff.models.cuboid import _attention_weights
+
+    rng = np.random.default_rng(0)
+    query, key = rng.standard_normal((2, 3, 4, 5, 8)).astype(np.float32), rng.standard_normal((2, 3, 4, 5, 8))
+    bias = rng.standard_normal((4, 5, 5)).astype(np.float32)
+    bias[1, 2] -= 200.0  # one row of head 1 far below the rest of its matrix: it would underflow to zeros
+    score = query.astype(np.float64) @ np.swapaxes(key, -1, -2) + bias
+    expected = np.exp(score - score.max(axis=-1, keepdims=True))
+    expected /= expected.sum(axis=-1, keepdims=True)
+    weights = _attention_weights(query, key.astype(np.float32), bias)
+    assert np.isfinite(weights).all()
+    np.testing.assert_allclose(weights, expected, atol=2e-6)

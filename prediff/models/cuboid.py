@@ -73,14 +73,33 @@ def _head_views(qkv: np.ndarray, axis: int, num_heads: int) -> list[np.ndarray]:
     return [np.moveaxis(split[:, :, :, :, part], (axis, 4), (-2, -3)) for part in range(3)]
 
 
+def _row_sums(matrices: np.ndarray) -> np.ndarray:
+    """Sums over the last axis, ``(..., L, L) -> (..., L, 1)``: einsum's loop is ~6x faster than ``sum(axis=-1)``
+    on rows of 13-16 values."""
+    return np.einsum("...ij->...i", matrices)[..., None]
+
+
 def _attention_weights(scaled_query: np.ndarray, key: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """softmax(q k^T + bias) over the keys, ``(..., heads, L, L)``."""
+    """softmax(q k^T + bias) over the keys, ``(..., heads, L, L)``.
+
+    Each score matrix is shifted by its largest entry rather than each row by its own (softmax is unchanged by
+    any per-row constant, and one maximum over L * L values is ~10x cheaper than L maxima over L values). A row
+    that lies over ~87 below its matrix's maximum would underflow to zeros; such rows, if any, are recomputed with
+    their own maximum.
+    """
     score = np.matmul(scaled_query, np.swapaxes(key, -1, -2))
     score += bias
-    score -= score.max(axis=-1, keepdims=True)
-    np.exp(score, out=score)
-    score /= score.sum(axis=-1, keepdims=True)
-    return score
+    exponent = score - score.reshape(score.shape[:-2] + (-1,)).max(axis=-1)[..., None, None]
+    np.exp(exponent, out=exponent)
+    totals = _row_sums(exponent)
+    underflow = totals[..., 0] < np.float32(1e-30)
+    if underflow.any():
+        rows = score[underflow]
+        rows = np.exp(rows - rows.max(axis=-1, keepdims=True))
+        exponent[underflow] = rows
+        totals[underflow] = rows.sum(axis=-1, keepdims=True)
+    exponent /= totals
+    return exponent
 
 
 def _axial_attention(qkv: np.ndarray, bias: np.ndarray, axis: int, num_heads: int, scale: np.float32,
@@ -123,7 +142,7 @@ def _axial_attention_backward(qkv: np.ndarray, bias: np.ndarray, axis: int, num_
     grad_weights = np.matmul(grad_out, np.swapaxes(value, -1, -2))
     if weights_mask is not None:
         grad_weights *= weights_mask
-    grad_score = weights * (grad_weights - (grad_weights * weights).sum(axis=-1, keepdims=True))
+    grad_score = weights * (grad_weights - _row_sums(grad_weights * weights))
     np.matmul(grad_score, key, out=grad_query)
     grad_query *= scale
     np.matmul(np.swapaxes(grad_score, -1, -2), scaled_query, out=grad_key)
