@@ -311,10 +311,23 @@ class AutoencoderKL(nn.Cell):
         self.quant_conv = _conv(2 * latent_channels, 2 * latent_channels, 1)
         self.post_quant_conv = _conv(latent_channels, latent_channels, 1)
         self._compiled_decode = None
+        self._compiled_moments = None
 
     def encode(self, x) -> DiagonalGaussian:
-        """Encode frames ``x`` ``(N, C, H, W)`` float32 in [0, 1] to the posterior over ``(N, L, H/8, W/8)``."""
-        return DiagonalGaussian(self.quant_conv(self.encoder(x)))
+        """Encode frames ``x`` ``(N, C, H, W)`` float32 in [0, 1] to the posterior over ``(N, L, H/8, W/8)``.
+
+        Outside training the encoder runs as a compiled graph (``mindspore.jit``, compiled once per batch shape),
+        as :meth:`decode_latents` does.
+        """
+        if self.training:
+            return DiagonalGaussian(self.posterior_moments(x))
+        if self._compiled_moments is None:
+            self._compiled_moments = ms.jit(self.posterior_moments)
+        return DiagonalGaussian(self._compiled_moments(x))
+
+    def posterior_moments(self, x):
+        """The posterior's moments ``(N, 2L, H/8, W/8)`` (mean, then log-variance) of frames ``x (N, C, H, W)``."""
+        return self.quant_conv(self.encoder(x))
 
     def decode(self, z):
         """Decode latents ``z`` ``(N, L, h, w)`` float32 to frames ``(N, C, 8h, 8w)`` in [0, 1] units (unclamped)."""

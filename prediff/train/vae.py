@@ -122,7 +122,7 @@ class VAELoss(nn.Cell):
 
     def construct(self, frames, draws):
         if self.train_encoder:
-            mean, logvar = posterior_parameters(self.network.quant_conv(self.network.encoder(frames)))
+            mean, logvar = posterior_parameters(self.network.posterior_moments(frames))
             reconstruction = self.network.decode(mean + ops.exp(0.5 * logvar) * draws)
             loss = (self.reconstruction_loss(frames, reconstruction)
                     + self.kl_weight * self.kl_per_pixel(mean, logvar, frames))
