@@ -479,6 +479,18 @@ def test_cli_train_and_stats(corpus, tmp_path, capsys):
     assert stats.mu == pytest.approx(averages.mean(), rel=1e-12)
     assert stats.sigma == pytest.approx(averages.std(ddof=1), rel=1e-9)
 
+    # --vae: the latent standard deviation over the split's frames and the scale factor 1 / std
+    capsys.readouterr()
+    vae = tmp_path / "run" / "vae.ckpt"
+    assert main(["stats", "--config", str(config_path), "--data", str(corpus), "--vae", str(vae)]) == 0
+    printed = capsys.readouterr().out
+    from prediff.config import load_config
+    from prediff.train.ldm import prepare_latent_cache
+
+    cache = prepare_latent_cache(load_config(config_path), vae, corpus, "train", tmp_path / "run" / "latents" / "train")
+    std = np.asarray(cache.frame_mean, dtype=np.float64).std()
+    assert f"latent std = {std:.4f}" in printed and f"scale_factor = {1 / std:.4f}" in printed
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])

@@ -1,4 +1,4 @@
-"""Climatology of the future-hour average intensity over a dataset's training windows.
+"""Climatology of the future-hour average intensity over a dataset's training windows, and the latent scale.
 
 For every train-split window, the average of its target frames (the 6 future frames; mean over T, H, W of
 VIL pixel / 255) is one sample; mu and sigma (ddof = 1) of those samples are the
@@ -48,3 +48,21 @@ def future_intensity_stats(data_root: str | os.PathLike, config: Mapping[str, An
     source = (f"{dataset.root} {split} split, {len(dataset.windows())} windows, mean of the {window.target} "
               f"target frames after {window.context} context frames (stride {window.stride})")
     return intensity_stats_from_windows(target_windows(dataset, progress), units="pixel", source=source)
+
+
+def latent_standard_deviation(cache, frames_per_block: int = 4096) -> float:
+    """Standard deviation of every posterior-mean latent value of a :class:`prediff.train.data.LatentCache`.
+
+    ``1 / std`` is the ``model.diffusion.scale_factor`` that gives the denoiser unit-variance latents (LDM's
+    ``scale_by_std``, computed once over the whole training split instead of from the first batch). Accumulated in
+    float64 block by block, so the memory-mapped cache is never loaded whole.
+    """
+    total = total_square = 0.0
+    count = 0
+    for start in range(0, len(cache.frame_mean), frames_per_block):
+        block = np.asarray(cache.frame_mean[start:start + frames_per_block], dtype=np.float64)
+        total += block.sum()
+        total_square += np.square(block).sum()
+        count += block.size
+    mean = total / count
+    return float(np.sqrt(max(total_square / count - mean * mean, 0.0)))
