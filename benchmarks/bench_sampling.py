@@ -16,6 +16,7 @@ wall time.
 Usage::
 
     .venv/bin/python benchmarks/bench_sampling.py [--small] [--full] [--runs 3] [--full-config PATH]
+        [--small-config PATH] [--batches 1 4]
 """
 
 from __future__ import annotations
@@ -119,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help="(a) single full-size DDIM steps (minutes)")
     parser.add_argument("--runs", type=int, default=3, help="timed runs per measurement (after one warm-up)")
     parser.add_argument("--full-config", type=Path, default=DEFAULT_FULL_CONFIG, help="full-size config YAML")
+    parser.add_argument("--small-config", type=Path, default=None,
+                        help="small config YAML (default: the shipped demo model's, else configs/demo.yaml)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4], help="batch sizes of (a)")
     parser.add_argument("--members", type=int, default=8, help="ensemble size of (b)")
     parser.add_argument("--steps", type=int, default=20, help="DDIM steps of (b)")
@@ -128,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     mindspore_module()
     print(f"load average at start {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPU(s)", flush=True)
     if args.small or not args.full:
-        bench_small(small_config_path(), args.runs, args.members, args.steps)
+        bench_small(args.small_config or small_config_path(), args.runs, args.members, args.steps)
     if args.full:
         bench_full(args.full_config, args.runs, args.batches)
     return 0
