@@ -1,10 +1,10 @@
 """Copy the trained demo model from its run folders into ``assets/demo_model`` (what the app and the CLI load).
 
 The demo model is trained in stages (docs/demo_model.md): the VAE and then, from its frozen encoder, the latent
-denoiser and the alignment network in one run folder (``runs/demo_v2``); optionally the decoder is fine-tuned
-with the encoder frozen in another (``--decoder-run``). This script gathers::
+denoiser and the alignment network in one run folder (``runs/demo``); optionally the decoder is fine-tuned
+with the encoder frozen in another (``runs/demo_decoder``). This script gathers::
 
-    config.yaml            configs/demo.yaml (model section = the one every run was trained with)
+    config.yaml            CONFIG, default configs/demo.yaml (model section = the one every run was trained with)
     vae.ckpt               DECODER_RUN/vae.ckpt if given (frozen encoder + fine-tuned decoder), else RUN/vae.ckpt
     diffusion.ckpt         RUN/diffusion.ckpt (EMA weights)
     align.ckpt             RUN/align.ckpt
@@ -15,7 +15,7 @@ shipped VAE is the one the latent models were trained on, and then replaces ``as
 
 Usage::
 
-    .venv/bin/python scripts/ship_demo_model.py [--run runs/demo_v2] [--decoder-run DIR]
+    .venv/bin/python scripts/ship_demo_model.py [--config configs/demo.yaml] [--run runs/demo] [--decoder-run runs/demo_decoder | --no-decoder-run]
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ from prediff.train.vae import ENCODER_PREFIXES  # noqa: E402
 MAX_BYTES = 25 * 2 ** 20
 
 
-def staged_files(run: Path, decoder_run: Path | None) -> dict[str, Path]:
+def staged_files(config: Path, run: Path, decoder_run: Path | None) -> dict[str, Path]:
     """Destination name -> source path; raises CheckpointError naming what is missing."""
-    sources = {"config.yaml": REPO_ROOT / "configs" / "demo.yaml",
+    sources = {"config.yaml": config,
                "vae.ckpt": (decoder_run or run) / "vae.ckpt",
                "diffusion.ckpt": run / "diffusion.ckpt", "align.ckpt": run / "align.ckpt",
                "intensity_stats.json": run / "intensity_stats.json"}
@@ -65,11 +65,15 @@ def check_encoder(shipped_vae: Path, training_vae: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", type=Path, default=REPO_ROOT / "runs" / "demo_v2")
-    parser.add_argument("--decoder-run", type=Path, default=None,
-                        help="run folder of a decoder-only fine-tune (train.vae.train_encoder=false)")
+    parser.add_argument("--config", type=Path, default=REPO_ROOT / "configs" / "demo.yaml")
+    parser.add_argument("--run", type=Path, default=REPO_ROOT / "runs" / "demo")
+    decoder = parser.add_mutually_exclusive_group()
+    decoder.add_argument("--decoder-run", type=Path, default=REPO_ROOT / "runs" / "demo_decoder",
+                         help="run folder of a decoder-only fine-tune (train.vae.train_encoder=false)")
+    decoder.add_argument("--no-decoder-run", dest="decoder_run", action="store_const", const=None,
+                         help="ship the VAE of --run as it is")
     args = parser.parse_args()
-    sources = staged_files(args.run, args.decoder_run)
+    sources = staged_files(args.config, args.run, args.decoder_run)
     check_encoder(sources["vae.ckpt"], args.run / "vae.ckpt")
     total = sum(path.stat().st_size for path in sources.values())
     if total > MAX_BYTES:
