@@ -49,7 +49,7 @@ def staged_files(config: Path, run: Path, decoder_run: Path | None) -> dict[str,
     missing = [str(path) for path in sources.values() if not path.is_file()]
     if missing:
         raise CheckpointError(f"missing {', '.join(missing)}: train the stages first (docs/demo_model.md) and run "
-                              "`prediff stats --config configs/demo.yaml --data DIR --out RUN`")
+                              f"`prediff stats --config {config} --data DIR --out {run}`")
     return sources
 
 
@@ -74,7 +74,8 @@ def main() -> int:
                          help="ship the VAE of --run as it is")
     args = parser.parse_args()
     sources = staged_files(args.config, args.run, args.decoder_run)
-    check_encoder(sources["vae.ckpt"], args.run / "vae.ckpt")
+    if args.decoder_run is not None:
+        check_encoder(sources["vae.ckpt"], args.run / "vae.ckpt")
     total = sum(path.stat().st_size for path in sources.values())
     if total > MAX_BYTES:
         raise CheckpointError(f"the demo model would take {total / 2 ** 20:.1f} MB, over the {MAX_BYTES >> 20} MB budget")
@@ -103,4 +104,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except CheckpointError as error:
+        sys.exit(f"error: {error}")

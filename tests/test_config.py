@@ -159,9 +159,10 @@ def test_overrides_change_values_and_reject_unknown_sections(repo_root):
     config = apply_overrides(path, ["train.vae.train_encoder=false", "train.vae.init_checkpoint=runs/x/vae.ckpt",
                                     "train.ldm.lr=1e-4", "model.diffusion.scale_factor=0.5"])
     assert config["train"]["vae"]["train_encoder"] is False
-    assert load_config(config)["model"]["diffusion"]["scale_factor"] == 0.5
     assert config["train"]["vae"]["init_checkpoint"] == "runs/x/vae.ckpt"
-    assert load_config(config)["train"]["ldm"]["lr"] == 1e-4
+    loaded = load_config(config)
+    assert loaded["model"]["diffusion"]["scale_factor"] == 0.5
+    assert loaded["train"]["ldm"]["lr"] == 1e-4
     assert "train_encoder" not in load_config(path)["train"]["vae"]
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         apply_overrides(path, ["train.vae.lr"])
