@@ -47,6 +47,11 @@ def mindspore_module(device: str | None = None):
     if _configured_device is None:
         mindspore.set_context(mode=mindspore.PYNATIVE_MODE)
         mindspore.set_device(wanted)
+        if wanted == "CPU":
+            # The networks hand data between MindSpore and numpy kernels dozens of times per forward pass, and
+            # every hand-over waits for MindSpore's asynchronous launch queue: ~1 ms per wait (a reshape followed
+            # by asnumpy), 0.01 ms when operators launch synchronously (docs/architecture.md, "CPU speed").
+            mindspore.runtime.launch_blocking()
         _configured_device = wanted
     elif device is not None and wanted != _configured_device:
         raise ConfigError(f"MindSpore already runs on {_configured_device} in this process; "

@@ -21,6 +21,7 @@ ms = mindspore_module()
 from prediff.models import blocks, cuboid  # noqa: E402  (after MindSpore setup)
 from prediff.models.checkpoint import load_network  # noqa: E402
 from prediff.models.earthformer_unet import CuboidTransformerUNet  # noqa: E402
+from prediff.models.threads import blockwise  # noqa: E402
 from prediff.train.randomness import SeededDropout  # noqa: E402
 
 Tensor = ms.Tensor
@@ -239,6 +240,16 @@ def test_fused_feed_forward_matches_composed_layers(rate, activation):
     _assert_same(_fused_and_composed(layer, [_random((2, 3, 4, 5, 8), 1)], _random((2, 3, 4, 5, 8), 2), dropout))
 
 
+def test_feed_forward_inference_in_row_chunks_equals_one_pass(monkeypatch):
+    layer = blocks.PositionwiseFFN(8, 32, 0.0, "gelu")
+    _randomise(layer, 0)
+    x = _random((2, 3, 4, 5, 8), 1)
+    whole = layer(x).asnumpy()
+    monkeypatch.setattr(blocks, "FFN_CHUNK_HIDDEN_ELEMENTS", 32 * 7)  # 7-row chunks, the last one ragged
+    np.testing.assert_allclose(layer(x).asnumpy(), whole, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(whole, layer.composed(x).asnumpy(), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("channels, out_channels, emb_channels, rate", [(8, 8, 16, 0.0), (5, 8, None, 0.0),
                                                                         (8, 16, 12, 0.3)])
 def test_fused_res_block_matches_composed_layers(channels, out_channels, emb_channels, rate):
@@ -344,6 +355,23 @@ def test_linear_and_gelu_kernels_match_mindspore_with_gradients():
     expected = ms.grad(reference, grad_position=(0, 1, 2))(x, weight, bias)
     for got, want in zip(grads, expected):
         np.testing.assert_allclose(got.asnumpy(), want.asnumpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_gelu_and_normal_cdf_kernels_are_exact_to_float32_over_the_whole_line():
+    """The branch-free sign identities hold on both sides, at 0, in the far tails and across block borders."""
+    from scipy.special import erf
+
+    h = np.concatenate([np.linspace(-40, 40, 200_001), [0.0, -0.0, 1e-30, -1e-30]]).astype(np.float32)
+    exact_cdf = 0.5 * (1 + erf(h.astype(np.float64) / np.sqrt(2)))
+    cdf = blockwise(blocks._normal_cdf_block, h)
+    gelu = blocks._gelu(h)
+    assert np.abs(cdf - exact_cdf).max() < 4e-7
+    assert np.abs(gelu - h * exact_cdf).max() < 4e-7
+    assert gelu[-4] == 0 and cdf[-4] == 0.5
+    assert np.isnan(blocks._gelu(np.array([np.nan], np.float32))).all()
+    derivative = blocks._gelu_derivative(h)
+    exact_derivative = exact_cdf + h * np.exp(-0.5 * h.astype(np.float64) ** 2) / np.sqrt(2 * np.pi)
+    assert np.abs(derivative - exact_derivative).max() < 4e-7
 
 
 @pytest.mark.parametrize("axis", [1, 2, 3])

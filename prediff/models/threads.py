@@ -40,7 +40,7 @@ def _usable_cores() -> int:
 WORKERS = max(1, min(4, _usable_cores()))
 #: Elements per block of :func:`blockwise`: 64 kB of float32, so the ~20 passes of the GELU over a block run in
 #: the L1/L2 caches (measured: 5.8 ns per element at 16384 elements, 7.8 at 65536).
-BLOCK_ELEMENTS = 16384
+BLOCK_ELEMENTS = 65536
 
 _POOL: dict = {"executor": None, "pid": None}
 _IN_WORKER = threading.local()
