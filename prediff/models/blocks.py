@@ -286,12 +286,25 @@ def _silu_derivative(y: np.ndarray) -> np.ndarray:
 
 
 def _group_norm_silu(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, groups: int, eps: float):
-    """SiLU(GroupNorm(x)) of channels-last ``x (B, ..., C)``; returns (output, x_hat grouped, rstd, y)."""
+    """SiLU(GroupNorm(x)) of channels-last ``x (B, ..., C)``; returns (output, x_hat grouped, rstd, y).
+
+    ``x_hat`` is ``(B, N, groups, C/groups)`` and ``rstd`` ``(B, 1, groups, 1)``, as
+    :func:`_group_norm_silu_backward` takes them. The group statistics come from per-channel sums over the
+    contiguous row axis (a reduction over the strided axes (1, 3) of the grouped view was 9x slower at two
+    channels per group).
+    """
     batch, channels = x.shape[0], x.shape[-1]
-    x_hat, rstd = normalise(x.reshape(batch, -1, groups, channels // groups), (1, 3), eps)
-    y = x_hat.reshape(x.shape) * gamma + beta
+    per_group = channels // groups
+    rows = x.reshape(batch, -1, channels)
+    count = np.float32(rows.shape[1] * per_group)
+    mean = rows.sum(axis=1).reshape(batch, groups, per_group).sum(axis=-1) / count
+    x_hat = rows - np.repeat(mean, per_group, axis=1)[:, None, :]
+    variance = np.einsum("bnc,bnc->bc", x_hat, x_hat).reshape(batch, groups, per_group).sum(axis=-1) / count
+    rstd = np.float32(1.0) / np.sqrt(variance + np.float32(eps))
+    x_hat *= np.repeat(rstd, per_group, axis=1)[:, None, :]
+    y = (x_hat * gamma + beta).reshape(x.shape)
     out = y / (1.0 + np.exp(-y))
-    return out, x_hat, rstd, y
+    return out, x_hat.reshape(batch, -1, groups, per_group), rstd[:, None, :, None], y
 
 
 def _group_norm_silu_backward(grad_out, x_hat, rstd, y, gamma):
