@@ -139,6 +139,14 @@ def test_learning_rate_warms_up_then_decays_to_floor():
 # --- the three objectives decrease their loss on a fixed batch -------------------------------------------
 
 
+def seed_initialisers() -> None:
+    """Seed MindSpore's initialisers right before building an objective, as :func:`prediff.train.trainers.train`
+    does, so a fit test does not depend on what earlier tests and fixtures drew from the global stream."""
+    from prediff.runtime import mindspore_module
+
+    mindspore_module().set_seed(0)
+
+
 def fixed_batch_losses(objective, steps: int = 6, lr: float = 3e-3) -> list[float]:
     items = np.arange(4)
     # the same random draws at every step: only the weights change
@@ -151,6 +159,7 @@ def test_vae_objective_fits_a_fixed_batch(corpus):
     from prediff.train.vae import VAEObjective
 
     config = load_config(tiny_config())
+    seed_initialisers()
     losses = fixed_batch_losses(VAEObjective(config, trainer_settings(config, "vae"), corpus))
     assert losses[-1] < 0.7 * losses[0], losses
 
@@ -161,6 +170,7 @@ def test_vae_objective_trains_on_random_crops(corpus):
     from prediff.train.vae import VAEObjective
 
     config = load_config(tiny_config(vae=dict(crop_size=16)))
+    seed_initialisers()
     objective = VAEObjective(config, trainer_settings(config, "vae"), corpus)
     corners = np.array([[0, 0], [16, 8], [5, 3], [16, 16]])
     frames = objective._frames(np.arange(4), corners)
@@ -274,9 +284,10 @@ def test_ldm_objective_fits_a_fixed_batch(vae_run, corpus):
 
     config = load_config(tiny_config())
     caches = latent_caches(vae_run, corpus, config)
+    seed_initialisers()
     objective = LatentDiffusionObjective(config, trainer_settings(config, "ldm"), *caches)
     objective.network.set_train(False)  # no dropout: the loss on identical inputs must fall monotonically
-    losses = fixed_batch_losses(objective, steps=6, lr=3e-4)
+    losses = fixed_batch_losses(objective, steps=8, lr=3e-4)
     assert losses[-1] < 0.9 * losses[0], losses
 
 
@@ -287,6 +298,7 @@ def test_align_objective_fits_a_fixed_batch(vae_run, corpus):
 
     config = load_config(tiny_config())
     caches = latent_caches(vae_run, corpus, config)
+    seed_initialisers()
     objective = AlignmentObjective(config, trainer_settings(config, "align"), *caches)
     objective.network.set_train(False)
     losses = fixed_batch_losses(objective, steps=6, lr=1e-3)
