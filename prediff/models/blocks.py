@@ -285,6 +285,11 @@ def _silu_derivative(y: np.ndarray) -> np.ndarray:
     return sigmoid * (1.0 + y * (1.0 - sigmoid))
 
 
+def _group_values_per_channel(values: np.ndarray, per_group: int) -> np.ndarray:
+    """``(B, groups)`` -> ``(B, 1, C)``: each channel gets its group's value (channels of a group are adjacent)."""
+    return np.repeat(values, per_group, axis=1)[:, None, :]
+
+
 def _group_norm_silu(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, groups: int, eps: float):
     """SiLU(GroupNorm(x)) of channels-last ``x (B, ..., C)``; returns (output, x_hat grouped, rstd, y).
 
@@ -298,10 +303,10 @@ def _group_norm_silu(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, groups:
     rows = x.reshape(batch, -1, channels)
     count = np.float32(rows.shape[1] * per_group)
     mean = rows.sum(axis=1).reshape(batch, groups, per_group).sum(axis=-1) / count
-    x_hat = rows - np.repeat(mean, per_group, axis=1)[:, None, :]
+    x_hat = rows - _group_values_per_channel(mean, per_group)
     variance = np.einsum("bnc,bnc->bc", x_hat, x_hat).reshape(batch, groups, per_group).sum(axis=-1) / count
     rstd = np.float32(1.0) / np.sqrt(variance + np.float32(eps))
-    x_hat *= np.repeat(rstd, per_group, axis=1)[:, None, :]
+    x_hat *= _group_values_per_channel(rstd, per_group)
     y = (x_hat * gamma + beta).reshape(x.shape)
     out = y / (1.0 + np.exp(-y))
     return out, x_hat.reshape(batch, -1, groups, per_group), rstd[:, None, :, None], y
@@ -323,16 +328,12 @@ def _group_norm_silu_backward(grad_out, x_hat, rstd, y, gamma):
     grad_x_hat = (grad_y * gamma).reshape(batch, -1, channels)
     count = np.float32(grad_x_hat.shape[1] * per_group)
 
-    def per_channel(group_values):
-        """(B, groups) -> (B, 1, C): each channel gets its group's value."""
-        return np.repeat(group_values, per_group, axis=1)[:, None, :]
-
     mean_grad = grad_x_hat.sum(axis=1).reshape(batch, groups, per_group).sum(axis=-1) / count
     mean_projection = np.einsum("bnc,bnc->bc", grad_x_hat, x_hat_rows).reshape(batch, groups, per_group).sum(
         axis=-1) / count
-    grad_x_hat -= per_channel(mean_grad)
-    grad_x_hat -= x_hat_rows * per_channel(mean_projection)
-    grad_x_hat *= per_channel(rstd.reshape(batch, groups))
+    grad_x_hat -= _group_values_per_channel(mean_grad, per_group)
+    grad_x_hat -= x_hat_rows * _group_values_per_channel(mean_projection, per_group)
+    grad_x_hat *= _group_values_per_channel(rstd.reshape(batch, groups), per_group)
     return grad_x_hat.reshape(y.shape), grad_gamma, grad_beta
 
 
