@@ -224,7 +224,8 @@ def _normal_cdf_block(h: np.ndarray) -> np.ndarray:
 
 
 def _gelu_block(h: np.ndarray) -> np.ndarray:
-    """GELU of a 1-D float32 block: h Phi(h) = max(h, 0) - |h| Phi(-|h|)."""
+    """GELU of a 1-D float32 block: h Phi(h) = max(h, 0) - |h| Phi(-|h|) (NaN at +-inf, where the tail's 0 meets
+    |h| = inf: an activation that overflowed is no longer meaningful, and clamping would cost a pass)."""
     magnitude = np.abs(h)
     tail = _normal_tail_block(magnitude)
     tail *= magnitude
