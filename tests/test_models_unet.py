@@ -504,6 +504,18 @@ def test_group_norm_silu_kernel_matches_mindspore_with_gradients():
         np.testing.assert_allclose(got.asnumpy(), want.asnumpy(), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("factors, kernel", [((2, 2), 3), ((3, 2), 5), ((2, 3), 1), ((1, 2), 3)])
+def test_upsample_conv_on_the_source_grid_equals_convolving_the_upsampled_map(factors, kernel):
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 5, 6)).astype(np.float32)
+    weight = np.random.default_rng(1).standard_normal((5, 6, kernel, kernel)).astype(np.float32)
+    bias = np.random.default_rng(2).standard_normal(5).astype(np.float32)
+    upsampled = x.repeat(factors[0], axis=2).repeat(factors[1], axis=3)
+    expected = blocks._conv_forward(upsampled, weight[:, :, None], bias)
+    got = blocks._upsample_conv_forward(x, weight, bias, factors)
+    assert got.shape == (2, 3, 4 * factors[0], 5 * factors[1], 5)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+
+
 def test_upsample_conv_kernel_matches_mindspore_with_gradients():
     layer = blocks.Upsample3DLayer(6, 5, (8, 6))
     seed_grad = _random((2, 3, 8, 6, 5), 9)
