@@ -21,6 +21,7 @@ def _linear_backward(arrays, grad_out, saved):
 @pytest.fixture()
 def two_workers(monkeypatch):
     monkeypatch.setattr(threads, "WORKERS", 2)
+    monkeypatch.setattr(threads, "SHARES_PER_WORKER", 2)
 
 
 def test_batch_parallel_equals_the_whole_batch_and_passes_weights_whole(two_workers):
@@ -33,7 +34,7 @@ def test_batch_parallel_equals_the_whole_batch_and_passes_weights_whole(two_work
         return arrays[0] @ arrays[1]
 
     np.testing.assert_array_equal(threads.batch_parallel(kernel, [x, weight], (0,)), x @ weight)
-    assert sorted(shapes) == [((3, 5), (5, 3)), ((4, 5), (5, 3))]
+    assert sorted(shapes) == [((1, 5), (5, 3))] + [((2, 5), (5, 3))] * 3  # 4 shares: 2 per worker
 
 
 def test_forward_and_backward_shares_concatenate_inputs_and_sum_weight_gradients(two_workers):
@@ -41,7 +42,7 @@ def test_forward_and_backward_shares_concatenate_inputs_and_sum_weight_gradients
     x, weight = rng.standard_normal((6, 4), dtype=np.float32), rng.standard_normal((4, 2), dtype=np.float32)
     grad_out = rng.standard_normal((6, 2), dtype=np.float32)
     out, shares = threads.forward_shares(_linear_forward, [x, weight], (0,))
-    assert shares.bounds == (0, 3, 6) and len(shares.saved) == 2
+    assert shares.bounds == (0, 1, 3, 4, 6) and len(shares.saved) == 4
     np.testing.assert_allclose(out, x @ weight, rtol=1e-6)
     grad_x, grad_weight = threads.backward_shares(_linear_backward, [x, weight], (0,), grad_out, shares)
     np.testing.assert_allclose(grad_x, grad_out @ weight.T, rtol=1e-5, atol=1e-6)
@@ -58,8 +59,8 @@ def test_a_kernel_called_inside_a_worker_runs_unsplit(two_workers):
     def outer(arrays):
         return threads.batch_parallel(inner, arrays, (0,))
 
-    threads.batch_parallel(outer, [np.zeros((4, 1), np.float32)], (0,))
-    assert sorted(batches) == [2, 2]
+    threads.batch_parallel(outer, [np.zeros((8, 1), np.float32)], (0,))
+    assert sorted(batches) == [2, 2, 2, 2]  # the outer call's 4 shares, each run whole by the inner call
 
 
 def test_blockwise_equals_the_function_on_the_whole_array(two_workers):

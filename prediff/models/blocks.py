@@ -778,8 +778,8 @@ class BatchSplitKernel:
     A kernel defines ``_forward(arrays, *masks, keep=True) -> (out, saved)`` and
     ``_backward(arrays, *masks, grad_out, saved) -> [gradient of each array]``, where ``arrays`` are its inputs
     (those listed in ``batched_inputs`` per sample along axis 0, the others weights) and ``masks`` its dropout
-    keep-masks (per sample, or None). Samples never interact inside a kernel, so both passes run as one share of
-    the batch per core (:mod:`prediff.models.threads`) with identical results; while MindSpore records a
+    keep-masks (per sample, or None). Samples never interact inside a kernel, so both passes run as shares of
+    the batch on the cores (:mod:`prediff.models.threads`) with identical results; while MindSpore records a
     gradient, the shares' intermediates are kept for ``bprop`` in :data:`SAVED_ACTIVATIONS`.
     """
 

@@ -43,6 +43,13 @@ WORKERS = max(1, min(4, _usable_cores()))
 #: (measured: demo 8 x 20 forecast 16.1 s with 16384-element blocks, 14.6 s with 65536, 14.8 s with 262144).
 BLOCK_ELEMENTS = 65536
 
+#: Shares of the batch per worker thread in :func:`batch_parallel`: with two shares per thread the pool balances
+#: the load when another process (the browser, the app server) takes part of one core, instead of every kernel
+#: waiting for the thread on the busier core. Measured with the app and headless chromium on the 2 cores
+#: (`bench_app.py`, 8 x 20 forecast, medians of 3): 18.0 s with one share per thread, 14.0 and 15.6 s with two;
+#: alone (no browser) the same or slightly faster.
+SHARES_PER_WORKER = 2
+
 _POOL: dict = {"executor": None, "pid": None}
 _IN_WORKER = threading.local()
 _BLAS_LOCK = threading.Lock()
@@ -144,9 +151,10 @@ class BatchShares(NamedTuple):
 
 
 def _share_bounds(arrays: Sequence, batched: Sequence[int]) -> tuple[int, ...]:
-    """Boundaries of the shares of the batch: one per worker, or a single share inside a worker."""
+    """Boundaries of the shares of the batch: :data:`SHARES_PER_WORKER` per worker, or a single share inside a
+    worker."""
     batch = arrays[batched[0]].shape[0]
-    shares = 1 if _in_worker() else max(1, min(WORKERS, batch))
+    shares = 1 if _in_worker() else max(1, min(WORKERS * SHARES_PER_WORKER, batch))
     return tuple(batch * i // shares for i in range(shares + 1))
 
 
