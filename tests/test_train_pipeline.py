@@ -286,7 +286,8 @@ def test_ldm_objective_fits_a_fixed_batch(vae_run, corpus):
     caches = latent_caches(vae_run, corpus, config)
     seed_initialisers()
     objective = LatentDiffusionObjective(config, trainer_settings(config, "ldm"), *caches)
-    objective.network.set_train(False)  # no dropout: the loss on identical inputs must fall monotonically
+    objective.network.set_train(False)  # no dropout: only the weights change between steps
+    # from the seeded start the loss falls 0.99 -> 0.89 in 5 steps, bumps once (0.93) and is at 0.80 after 8
     losses = fixed_batch_losses(objective, steps=8, lr=3e-4)
     assert losses[-1] < 0.9 * losses[0], losses
 

@@ -1306,21 +1306,20 @@ class _UpsampleConvFunction(nn.Cell):
         super().__init__()
         self.target_size = tuple(target_size)
 
-    def _upsampled(self, x):
-        batch, time, height, width, channels = x.shape
-        fh, fw = self.target_size[0] // height, self.target_size[1] // width
-        wide = np.broadcast_to(x[:, :, :, None, :, None], (batch, time, height, fh, width, fw, channels))
-        return wide.reshape(batch, time, height * fh, width * fw, channels), (fh, fw)
+    def _factors(self, x) -> tuple[int, int]:
+        """Upsampling factors (fh, fw) of ``x (B, T, h, w, C)`` to ``target_size``."""
+        return self.target_size[0] // x.shape[2], self.target_size[1] // x.shape[3]
 
     def construct(self, x, weight, bias):
         x_np = x.asnumpy()
-        factors = (self.target_size[0] // x_np.shape[2], self.target_size[1] // x_np.shape[3])
-        return Tensor.from_numpy(_upsample_conv_forward(x_np, weight.asnumpy(), bias.asnumpy(), factors))
+        return Tensor.from_numpy(_upsample_conv_forward(x_np, weight.asnumpy(), bias.asnumpy(), self._factors(x_np)))
 
     def bprop(self, x, weight, bias, out, dout):
         x_np, weight_np = x.asnumpy(), weight.asnumpy()
-        upsampled, (fh, fw) = self._upsampled(x_np)
-        grad_up, grad_weight, grad_bias = _conv_backward(upsampled, weight_np[:, :, None], dout.asnumpy())
         batch, time, height, width, channels = x_np.shape
+        fh, fw = self._factors(x_np)
+        wide = np.broadcast_to(x_np[:, :, :, None, :, None], (batch, time, height, fh, width, fw, channels))
+        upsampled = wide.reshape(batch, time, height * fh, width * fw, channels)
+        grad_up, grad_weight, grad_bias = _conv_backward(upsampled, weight_np[:, :, None], dout.asnumpy())
         grad_x = grad_up.reshape(batch, time, height, fh, width, fw, channels).sum(axis=(3, 5))
         return _as_tensors([grad_x, grad_weight[:, :, 0], grad_bias])
