@@ -250,6 +250,33 @@ def test_feed_forward_inference_in_row_chunks_equals_one_pass(monkeypatch):
     np.testing.assert_allclose(whole, layer.composed(x).asnumpy(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("channels", [3, 32, 64])
+def test_row_normalisation_and_its_gradient_match_the_textbook_formulas(channels):
+    rng = np.random.default_rng(channels)
+    x = (5.0 + 3.0 * rng.standard_normal((257, channels))).astype(np.float32)
+    x_hat, rstd = blocks.normalise_rows(x, 1e-5)
+    x64 = x.astype(np.float64)
+    centred = x64 - x64.mean(axis=1, keepdims=True)
+    want_rstd = 1.0 / np.sqrt((centred ** 2).mean(axis=1, keepdims=True) + 1e-5)
+    np.testing.assert_allclose(rstd, want_rstd, rtol=1e-5)
+    np.testing.assert_allclose(x_hat, centred * want_rstd, rtol=0, atol=2e-5)
+    # the gradient of sum(g * x_hat) against central differences in float64 of the same formula
+    grad_x_hat = rng.standard_normal(x.shape).astype(np.float32)
+    got = blocks.normalise_rows_backward(grad_x_hat, x_hat, rstd)
+
+    def objective(values):
+        shifted = values - values.mean(axis=1, keepdims=True)
+        return np.sum(grad_x_hat * shifted / np.sqrt((shifted ** 2).mean(axis=1, keepdims=True) + 1e-5), axis=1)
+
+    step = 1e-4
+    for column in (0, channels - 1):
+        plus, minus = x64.copy(), x64.copy()
+        plus[:, column] += step
+        minus[:, column] -= step
+        numeric = (objective(plus) - objective(minus)) / (2 * step)
+        np.testing.assert_allclose(got[:, column], numeric, rtol=1e-3, atol=1e-4)
+
+
 @pytest.mark.parametrize("channels, out_channels, emb_channels, rate", [(8, 8, 16, 0.0), (5, 8, None, 0.0),
                                                                         (8, 16, 12, 0.3)])
 def test_fused_res_block_matches_composed_layers(channels, out_channels, emb_channels, rate):
@@ -462,13 +489,18 @@ def test_patch_merge_kernel_matches_mindspore_with_gradients():
     layer = blocks.PatchMerging3D(6, 10, (1, 2, 2))
     seed_grad = _random((2, 3, 2, 3, 10), 9)
     layer_norm = ms.ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1, epsilon=blocks.NORM_EPS)
+    # (h, w, c) of one frame -> (h / 2, w / 2, dh, dw, c)
+    patch_order = Tensor(np.arange(144).reshape(2, 2, 3, 2, 6).transpose(0, 2, 1, 3, 4).reshape(-1))
 
     def ours(x, gamma, beta, weight):
         return (layer.merge(x, gamma, beta, weight) * seed_grad).sum()
 
     def reference(x, gamma, beta, weight):
-        patches = x.reshape(2, 3, 2, 2, 3, 2, 6).transpose(0, 1, 2, 4, 3, 5, 6).reshape(2, 3, 2, 3, 24)
-        return (ms.ops.matmul(layer_norm(patches, gamma, beta)[0], weight.T) * seed_grad).sum()
+        # the 2 x 2 patches in (dh, dw, c) order as a gather: on CPU, MindSpore 2.7.2's gradient of a 6-D or 7-D
+        # transpose after a reshape corrupts the heap (the process aborts at exit), and that of strided slices
+        # fails ('StridedSliceGrad ... out of bounds')
+        return (ms.ops.matmul(layer_norm(ms.ops.gather(x.reshape(6, 144), patch_order, 1).reshape(2, 3, 2, 3, 24),
+                                         gamma, beta)[0], weight.T) * seed_grad).sum()
 
     _assert_same_gradients(ours, reference, [_random((2, 3, 4, 6, 6), 1), _random((24,), 2), _random((24,), 3),
                                              _random((10, 24), 4)])

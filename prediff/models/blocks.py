@@ -265,18 +265,25 @@ def _gelu_derivative(h: np.ndarray) -> np.ndarray:
     return blockwise(_gelu_derivative_block, h)
 
 
-def normalise(x: np.ndarray, axes: tuple[int, ...], eps: float):
-    """``(x - mean) / sqrt(var + eps)`` over ``axes`` (biased variance); returns (x_hat, rstd)."""
-    centred = x - x.mean(axis=axes, keepdims=True)
-    rstd = 1.0 / np.sqrt(np.mean(centred * centred, axis=axes, keepdims=True) + np.float32(eps))
+def _row_means(x: np.ndarray) -> np.ndarray:
+    """``(N, C) -> (N,)`` row means as one matrix-vector product: 2-3x faster than ``x.mean(axis=1)`` at 32-64
+    channels, where numpy's reduction over a short contiguous axis pays its set-up cost per row."""
+    return x @ np.full(x.shape[1], 1.0 / x.shape[1], dtype=x.dtype)
+
+
+def normalise_rows(x: np.ndarray, eps: float):
+    """LayerNorm without affine of the rows of ``x (N, C)`` float32: ``(x - mean) / sqrt(var + eps)`` (biased
+    variance); returns ``(x_hat (N, C), rstd (N, 1))``."""
+    centred = x - _row_means(x)[:, None]
+    rstd = (1.0 / np.sqrt(_row_means(centred * centred) + np.float32(eps)))[:, None]
     centred *= rstd
     return centred, rstd
 
 
-def normalise_backward(grad_x_hat: np.ndarray, x_hat: np.ndarray, rstd: np.ndarray, axes: tuple[int, ...]):
-    """Input gradient of :func:`normalise` given the gradient w.r.t. ``x_hat``."""
-    mean_grad = grad_x_hat.mean(axis=axes, keepdims=True)
-    mean_projection = np.mean(grad_x_hat * x_hat, axis=axes, keepdims=True)
+def normalise_rows_backward(grad_x_hat: np.ndarray, x_hat: np.ndarray, rstd: np.ndarray):
+    """Input gradient ``(N, C)`` of :func:`normalise_rows` given the gradient w.r.t. ``x_hat``."""
+    mean_grad = _row_means(grad_x_hat)[:, None]
+    mean_projection = _row_means(grad_x_hat * x_hat)[:, None]
     return rstd * (grad_x_hat - mean_grad - x_hat * mean_projection)
 
 
@@ -1055,25 +1062,28 @@ class _FusedFFNFunction(BatchSplitKernel, nn.Cell):
         self.eps = eps
 
     def _forward(self, arrays, hidden_mask, out_mask, keep=True):
-        """Output and the intermediates its backward pass needs (``keep``); without ``keep`` (inference) the rows
-        run in chunks of :data:`FFN_CHUNK_HIDDEN_ELEMENTS` hidden values, so the hidden layer stays in the
-        core's cache between its passes, and nothing is kept."""
+        """Output and the intermediates its backward pass needs (``keep``); without ``keep`` (inference) the
+        LayerNorm's gamma and beta are folded into the first dense layer (``W1 diag(gamma)``, ``b1 + W1 beta``),
+        the rows run in chunks of :data:`FFN_CHUNK_HIDDEN_ELEMENTS` hidden values, so the hidden layer stays in
+        the core's cache between its passes, and nothing is kept."""
         if keep:
             return self._forward_rows(arrays, hidden_mask, out_mask, keep=True)
-        x, weights = arrays[0], arrays[1:]
+        x, gamma, beta, weight1, bias1, weight2, bias2 = arrays
+        folded = [None, None, weight1 * gamma, bias1 + weight1 @ beta, weight2, bias2]
         out = np.empty_like(x)
-        step = max(1, FFN_CHUNK_HIDDEN_ELEMENTS // weights[2].shape[0])
+        step = max(1, FFN_CHUNK_HIDDEN_ELEMENTS // weight1.shape[0])
         for start in range(0, x.shape[0], step):
             part = slice(start, start + step)
-            out[part] = self._forward_rows([x[part]] + list(weights),
+            out[part] = self._forward_rows([x[part]] + folded,
                                            None if hidden_mask is None else hidden_mask[part],
                                            None if out_mask is None else out_mask[part], keep=False)[0]
         return out, None
 
     def _forward_rows(self, arrays, hidden_mask, out_mask, keep):
+        """The layer on rows ``x (n, C)``; ``gamma`` and ``beta`` None: already folded into ``weight1``/``bias1``."""
         x, gamma, beta, weight1, bias1, weight2, bias2 = arrays
-        x_hat, rstd = normalise(x, (1,), self.eps)
-        normed = x_hat * gamma + beta
+        x_hat, rstd = normalise_rows(x, self.eps)
+        normed = x_hat if gamma is None else x_hat * gamma + beta
         hidden = normed @ weight1.T
         hidden += bias1
         activated, derivative_saved = self.activation.forward(hidden, keep)
@@ -1095,7 +1105,7 @@ class _FusedFFNFunction(BatchSplitKernel, nn.Cell):
             grad_hidden *= hidden_mask
         grad_hidden *= self.activation.derivative(hidden, derivative_saved)
         grad_normed = grad_hidden @ weight1
-        grad_x = normalise_backward(grad_normed * gamma, x_hat, rstd, (1,))
+        grad_x = normalise_rows_backward(grad_normed * gamma, x_hat, rstd)
         grad_x += grad_out
         if not parameter_gradients_wanted():
             return [grad_x] + [np.zeros_like(array) for array in arrays[1:]]
@@ -1214,7 +1224,7 @@ class _PatchMergeFunction(nn.Cell):
 
     def construct(self, x, gamma, beta, weight):
         x_np = x.asnumpy()
-        x_hat, _ = normalise(self._merged(x_np), (1,), self.eps)
+        x_hat, _ = normalise_rows(self._merged(x_np), self.eps)
         x_hat *= gamma.asnumpy()
         x_hat += beta.asnumpy()
         out = x_hat @ weight.asnumpy().T
@@ -1223,10 +1233,10 @@ class _PatchMergeFunction(nn.Cell):
 
     def bprop(self, x, gamma, beta, weight, out, dout):
         x_np, gamma_np, weight_np = x.asnumpy(), gamma.asnumpy(), weight.asnumpy()
-        x_hat, rstd = normalise(self._merged(x_np), (1,), self.eps)
+        x_hat, rstd = normalise_rows(self._merged(x_np), self.eps)
         grad_rows = dout.asnumpy().reshape(-1, weight_np.shape[0])
         grad_normed = grad_rows @ weight_np
-        grad_merged = normalise_backward(grad_normed * gamma_np, x_hat, rstd, (1,))
+        grad_merged = normalise_rows_backward(grad_normed * gamma_np, x_hat, rstd)
         batch, time, height, width, channels = x_np.shape
         dh, dw = self.factors
         grad_x = grad_merged.reshape(batch, time, height // dh, width // dw, dh, dw, channels).transpose(

@@ -27,8 +27,8 @@ from prediff.models.blocks import (
     Linear,
     PositionwiseFFN,
     dropout_mask,
-    normalise,
-    normalise_backward,
+    normalise_rows,
+    normalise_rows_backward,
     parameter_gradients_wanted,
 )
 from prediff.runtime import mindspore_module
@@ -184,7 +184,7 @@ class _FusedAttentionFunction(BatchSplitKernel, _AxialAttentionFunction):
 
     def _qkv(self, x, gamma, beta, qkv_weight):
         channels = x.shape[-1]
-        x_hat, rstd = normalise(x.reshape(-1, channels), (1,), NORM_EPS)
+        x_hat, rstd = normalise_rows(x.reshape(-1, channels), NORM_EPS)
         normed = x_hat * gamma + beta
         qkv = (normed @ qkv_weight.T).reshape(x.shape[:-1] + (3 * channels,))
         return x_hat, rstd, normed, qkv
@@ -219,7 +219,7 @@ class _FusedAttentionFunction(BatchSplitKernel, _AxialAttentionFunction):
                                                         grad_attended, weights_mask, weights)
         grad_qkv_rows = grad_qkv.reshape(-1, 3 * channels)
         grad_normed = grad_qkv_rows @ qkv_weight
-        grad_x = normalise_backward(grad_normed * gamma, x_hat, rstd, (1,))
+        grad_x = normalise_rows_backward(grad_normed * gamma, x_hat, rstd)
         grad_x += grad_rows
         if not parameter_gradients_wanted():
             return [grad_x.reshape(x.shape)] + [np.zeros_like(array) for array in arrays[1:]]
