@@ -105,7 +105,7 @@ class AttentionPool(nn.Cell):
         heads = (count, length + 1, self.num_heads, self.head_dim)
         query = (qkv[:, :1, :channels] * scale).reshape(count, 1, self.num_heads, self.head_dim).transpose(0, 2, 1, 3)
         key = (qkv[:, :, channels:2 * channels] * scale).reshape(heads).transpose(0, 2, 1, 3)
-        value = qkv[:, :, 2 * channels:].reshape(heads).transpose(0, 2, 1, 3)
+        value = qkv[:, :, 2 * channels:].contiguous().reshape(heads).transpose(0, 2, 1, 3)
         weights = ops.softmax(self.batch_matmul_bt(query, key), axis=-1)
         pooled = self.batch_matmul(weights, value).reshape(count, 1, channels)
         return self.c_proj(pooled).reshape(count, -1)
@@ -289,6 +289,7 @@ class NoisyCuboidTransformerEncoder(nn.Cell):
             for block in self.down_self_blocks[level]:
                 x = block(self.down_time_embed_blocks[level](x, t_emb))
         batch, time, height, width, channels = x.shape
-        frames = x[:, time - self.t_out:].reshape(batch * self.t_out, height * width, channels)
+        # .contiguous(): MindSpore 2.7.2 corrupts the heap when a non-contiguous view (this slice) is reshaped
+        frames = x[:, time - self.t_out:].contiguous().reshape(batch * self.t_out, height * width, channels)
         norm = self.out[0]
         return self.out[2](self.readout_norm(frames, norm.gamma, norm.beta)).reshape(batch, self.t_out, -1)

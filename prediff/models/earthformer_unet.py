@@ -235,4 +235,5 @@ class CuboidTransformerUNet(nn.Cell):
                 x = block(self.up_time_embed_blocks[level](x, t_emb))
             if level > 0:
                 x = self.upsample_layers[level - 1](x)
-        return self.final_proj(x[:, self.t_in:])
+        # .contiguous(): MindSpore 2.7.2 corrupts the heap when a non-contiguous view (this slice) is reshaped
+        return self.final_proj(x[:, self.t_in:].contiguous())

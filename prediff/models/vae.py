@@ -357,7 +357,8 @@ class AutoencoderKL(nn.Cell):
         flat = frames.reshape(n * t, h, w, c).transpose(0, 3, 1, 2)
         latents = ops.cat([self._encode_chunk(chunk, sample_posterior) for chunk in _chunks(flat, chunk_size)], axis=0)
         _, channels, lh, lw = latents.shape
-        return latents.transpose(0, 2, 3, 1).reshape(n, t, lh, lw, channels)
+        # .contiguous(): MindSpore 2.7.2 corrupts the heap when a non-contiguous view is reshaped
+        return latents.transpose(0, 2, 3, 1).contiguous().reshape(n, t, lh, lw, channels)
 
     def decode_latents(self, latents, chunk_size: int | None = None):
         """Decode a batch of latent sequences to frame sequences (the reference's ``decode_first_stage``).
@@ -379,7 +380,7 @@ class AutoencoderKL(nn.Cell):
         flat = latents.reshape(n * t, h, w, channels).transpose(0, 3, 1, 2)
         frames = ops.cat([self._decode_frames(chunk) for chunk in _chunks(flat, chunk_size)], axis=0)
         _, c, fh, fw = frames.shape
-        return frames.transpose(0, 2, 3, 1).reshape(n, t, fh, fw, c)
+        return frames.transpose(0, 2, 3, 1).contiguous().reshape(n, t, fh, fw, c)
 
     def _decode_frames(self, z):
         """:meth:`decode` for inference as a compiled graph (``mindspore.jit``, compiled once per batch shape):
