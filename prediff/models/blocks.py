@@ -298,6 +298,13 @@ def _group_values_per_channel(values: np.ndarray, per_group: int) -> np.ndarray:
     return np.repeat(values, per_group, axis=1)[:, None, :]
 
 
+def _group_means(per_channel_sums: np.ndarray, per_group: int, count) -> np.ndarray:
+    """``(B, C)`` per-channel sums -> ``(B, groups)`` means over the ``count`` values of each group (channels of a
+    group are adjacent)."""
+    batch, channels = per_channel_sums.shape
+    return per_channel_sums.reshape(batch, channels // per_group, per_group).sum(axis=-1) / count
+
+
 def _group_norm_silu(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, groups: int, eps: float):
     """SiLU(GroupNorm(x)) of channels-last ``x (B, ..., C)``; returns (output, x_hat grouped, rstd, y).
 
@@ -310,9 +317,9 @@ def _group_norm_silu(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, groups:
     per_group = channels // groups
     rows = x.reshape(batch, -1, channels)
     count = np.float32(rows.shape[1] * per_group)
-    mean = rows.sum(axis=1).reshape(batch, groups, per_group).sum(axis=-1) / count
+    mean = _group_means(rows.sum(axis=1), per_group, count)
     x_hat = rows - _group_values_per_channel(mean, per_group)
-    variance = np.einsum("bnc,bnc->bc", x_hat, x_hat).reshape(batch, groups, per_group).sum(axis=-1) / count
+    variance = _group_means(np.einsum("bnc,bnc->bc", x_hat, x_hat), per_group, count)
     rstd = np.float32(1.0) / np.sqrt(variance + np.float32(eps))
     x_hat *= _group_values_per_channel(rstd, per_group)
     y = (x_hat * gamma + beta).reshape(x.shape)
@@ -335,10 +342,8 @@ def _group_norm_silu_backward(grad_out, x_hat, rstd, y, gamma):
     grad_beta = flat_grad_y.sum(axis=0)
     grad_x_hat = (grad_y * gamma).reshape(batch, -1, channels)
     count = np.float32(grad_x_hat.shape[1] * per_group)
-
-    mean_grad = grad_x_hat.sum(axis=1).reshape(batch, groups, per_group).sum(axis=-1) / count
-    mean_projection = np.einsum("bnc,bnc->bc", grad_x_hat, x_hat_rows).reshape(batch, groups, per_group).sum(
-        axis=-1) / count
+    mean_grad = _group_means(grad_x_hat.sum(axis=1), per_group, count)
+    mean_projection = _group_means(np.einsum("bnc,bnc->bc", grad_x_hat, x_hat_rows), per_group, count)
     grad_x_hat -= _group_values_per_channel(mean_grad, per_group)
     grad_x_hat -= x_hat_rows * _group_values_per_channel(mean_projection, per_group)
     grad_x_hat *= _group_values_per_channel(rstd.reshape(batch, groups), per_group)
